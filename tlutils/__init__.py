@@ -1,0 +1,18 @@
+"""tlutils: the helpers of the course *Transfer Learning, Hands-On*.
+
+One module per concern: `data` (the course's datasets and loaders), `models` (the small CNN and
+pretrained models), `freezing`, `optim` (parameter groups), `train` (loops), `metrics`, `plot`,
+and `fewshot` (the experiments that compare scratch, linear probe and fine-tuning).
+"""
+from .data import (DIGITS, FONTS, RandomAffineBatch, TensorLoader, few_shot_indices,
+                   few_shot_subset, load_handwritten, load_image_folder, render_glyphs,
+                   train_val_split)
+from .freezing import count_parameters, freeze, freeze_batch_norm, trainable_parameters, unfreeze
+from .models import (SHIPPED, SmallCNN, get_classifier, load_pretrained, reset_classifier,
+                     shipped_metadata)
+from .optim import param_groups_discriminative, param_groups_layer_decay, param_groups_weight_decay
+from .train import (History, evaluate, extract_features, fine_tune, fit, get_device,
+                    make_optimizer, predict, set_seed, train_one_epoch)
+from .metrics import accuracy, bootstrap_ci, confusion_matrix, precision_recall_f1
+from .plot import (plot_confusion_matrix, plot_data_efficiency, plot_embedding_2d, plot_history,
+                   show_images)

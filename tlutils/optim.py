@@ -1,0 +1,75 @@
+"""Parameter groups for fine-tuning: weight decay where it belongs, and per-layer learning rates.
+
+Taught in chapter 4. Every group carries a real `lr` (not timm's `lr_scale`), so any plain
+`torch.optim` optimizer and scheduler works with them. Frozen parameters are left out.
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from .models import get_classifier
+
+
+def _no_decay(name: str, param: nn.Parameter) -> bool:
+    """Biases and normalisation weights (1-D tensors) are not decayed, as in timm and nanoGPT."""
+    return param.ndim <= 1 or name.endswith(".bias")
+
+
+def _groups(named_params, lr: float, weight_decay: float) -> list[dict]:
+    decay = [p for n, p in named_params if not _no_decay(n, p)]
+    no_decay = [p for n, p in named_params if _no_decay(n, p)]
+    groups = [{"params": decay, "lr": lr, "weight_decay": weight_decay},
+              {"params": no_decay, "lr": lr, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def _trainable(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
+        raise ValueError("the model has no trainable parameters (is everything frozen?)")
+    return named
+
+
+def param_groups_weight_decay(model: nn.Module, lr: float = 1e-3,
+                              weight_decay: float = 1e-4) -> list[dict]:
+    """Two groups: weights with `weight_decay`, biases and norm parameters without it."""
+    return _groups(_trainable(model), lr, weight_decay)
+
+
+def param_groups_discriminative(model: nn.Module, lr: float, head_lr_mult: float = 10.0,
+                                weight_decay: float = 0.0) -> list[dict]:
+    """The head learns at `lr * head_lr_mult`, the (pretrained) body at `lr` (ULMFiT's idea)."""
+    head_ids = {id(p) for p in get_classifier(model).parameters()}
+    named = _trainable(model)
+    body = [(n, p) for n, p in named if id(p) not in head_ids]
+    head = [(n, p) for n, p in named if id(p) in head_ids]
+    return _groups(body, lr, weight_decay) + _groups(head, lr * head_lr_mult, weight_decay)
+
+
+def _blocks(model: nn.Module) -> list[nn.Module]:
+    """The model's stages from input to output: children of `model.features` (if any), then head."""
+    body = getattr(model, "features", None)
+    stages = list(body.children()) if isinstance(body, nn.Sequential) else [
+        m for m in model.children() if m is not get_classifier(model)]
+    return [m for m in stages if any(True for _ in m.parameters())] + [get_classifier(model)]
+
+
+def param_groups_layer_decay(model: nn.Module, lr: float, decay: float = 0.75,
+                             weight_decay: float = 0.0) -> list[dict]:
+    """Layer-wise learning rates: the head gets `lr`, each stage below it `decay` times less.
+
+    With stages s_0 (input) .. s_L (head), stage i learns at `lr * decay ** (L - i)`.
+    """
+    if not 0 < decay <= 1:
+        raise ValueError(f"decay must be in (0, 1], got {decay}")
+    stages = _blocks(model)
+    trainable = {id(p) for _, p in _trainable(model)}
+    groups = []
+    for i, stage in enumerate(stages):
+        named = [(n, p) for n, p in stage.named_parameters() if id(p) in trainable]
+        groups += _groups(named, lr * decay ** (len(stages) - 1 - i), weight_decay)
+    covered = {id(p) for g in groups for p in g["params"]}
+    if covered != trainable:
+        raise ValueError("some trainable parameters belong to no stage; use "
+                         "param_groups_discriminative for this model")
+    return groups
