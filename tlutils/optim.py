@@ -16,6 +16,8 @@ def _no_decay(name: str, param: nn.Parameter) -> bool:
 
 
 def _groups(named_params, lr: float, weight_decay: float) -> list[dict]:
+    if not weight_decay >= 0:   # torch's optimizers check their default, not each group's
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
     decay = [p for n, p in named_params if not _no_decay(n, p)]
     no_decay = [p for n, p in named_params if _no_decay(n, p)]
     groups = [{"params": decay, "lr": lr, "weight_decay": weight_decay},
@@ -47,11 +49,16 @@ def param_groups_discriminative(model: nn.Module, lr: float, head_lr_mult: float
 
 
 def _blocks(model: nn.Module) -> list[nn.Module]:
-    """The model's stages from input to output: children of `model.features` (if any), then head."""
+    """The model's stages from input to output: children of `model.features` (if any), then head.
+
+    A child that holds the head (e.g. a Sequential of dropout and Linear) is a stage only if it has
+    parameters of its own; the head's parameters always go to the last stage.
+    """
+    head = get_classifier(model)
+    head_ids = {id(p) for p in head.parameters()}
     body = getattr(model, "features", None)
-    stages = list(body.children()) if isinstance(body, nn.Sequential) else [
-        m for m in model.children() if m is not get_classifier(model)]
-    return [m for m in stages if any(True for _ in m.parameters())] + [get_classifier(model)]
+    stages = list(body.children()) if isinstance(body, nn.Sequential) else list(model.children())
+    return [m for m in stages if any(id(p) not in head_ids for p in m.parameters())] + [head]
 
 
 def param_groups_layer_decay(model: nn.Module, lr: float, decay: float = 0.75,
@@ -64,9 +71,11 @@ def param_groups_layer_decay(model: nn.Module, lr: float, decay: float = 0.75,
         raise ValueError(f"decay must be in (0, 1], got {decay}")
     stages = _blocks(model)
     trainable = {id(p) for _, p in _trainable(model)}
+    head_ids = {id(p) for p in stages[-1].parameters()}
     groups = []
     for i, stage in enumerate(stages):
-        named = [(n, p) for n, p in stage.named_parameters() if id(p) in trainable]
+        named = [(n, p) for n, p in stage.named_parameters() if id(p) in trainable
+                 and (i == len(stages) - 1 or id(p) not in head_ids)]
         groups += _groups(named, lr * decay ** (len(stages) - 1 - i), weight_decay)
     covered = {id(p) for g in groups for p in g["params"]}
     if covered != trainable:

@@ -188,9 +188,8 @@ def fine_tune(model: nn.Module, train_loader, *, head_epochs: int, epochs: int, 
     The second stage uses discriminative learning rates: body at `lr`, head at `lr * head_lr_mult`.
     Returns the two stages' histories.
     """
-    body = [name for name, _ in model.named_children()
-            if getattr(model, name) is not get_classifier(model)]
-    freeze(model, body)
+    freeze(model)                               # the body: everything but the head's Linear,
+    unfreeze(model, [get_classifier(model)])    # even when the head sits inside a Sequential
     head_history = fit(model, train_loader, epochs=head_epochs, lr=lr * head_lr_mult,
                        weight_decay=weight_decay, val_loader=val_loader, device=device,
                        progress=progress)
