@@ -1,0 +1,223 @@
+"""Every nbgrader assignment round-trips through the real nbgrader commands and grades as intended.
+
+Per assignment (each solutions/ps* folder) one throwaway course directory is generated and
+autograded twice, and every test below reads from it:
+  1. the solution, submitted as student `perfect`, alone and with the course's real configuration
+     (its time is the time to grade one submission);
+  2. one batch with a short per-cell timeout: the untouched release (`blank`), every wrong answer
+     declared in tests/wrong_answers/<assignment>.py, and three submissions that misbehave (an
+     infinite loop, a sys.exit, a killed kernel), sorted first so that the rest of the batch shows
+     they did not stop it. The batch is dealt out to copies of the course directory, one per core,
+     graded at the same time.
+To add an assignment: add solutions/psN/, generate exercises/psN/ and declare its wrong answers.
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from subprocess import CompletedProcess
+
+import nbformat
+import pytest
+from nbgrader.validator import Validator
+
+from grading import (
+    EXERCISES, SOLUTIONS, Course, GradedCell, answer_ids, assignments, autograde_in_parallel,
+    cell_timeout, graded_cells, load_config, outputs, read_notebooks, solution_answers, with_answers,
+    wrong_answers,
+)
+
+pytestmark = pytest.mark.slow
+
+GRADING_BUDGET_S = 120  # COURSE.md section 10: at most 120 s per notebook under autograde
+BATCH_CELL_TIMEOUT_S = 10
+WORKERS = min(4, len(os.sched_getaffinity(0)))  # course directories graded at once
+FAILED_STUDENT = re.compile(r"There was an error processing assignment '[^']*' for student '([^']*)'")
+# Student ids starting with "0" sort before the others, and nbgrader grades in sorted order.
+MISBEHAVING = {
+    "0_infinite_loop": "while True:\n    pass\n",  # first answer cell: times out, kernel interrupted
+    "0_sys_exit": "import sys\nsys.exit(1)\n",  # last answer cell: an error like any other
+    "0_kernel_death": "import os\nos._exit(1)\n",  # last answer cell: the kernel process dies
+}
+
+
+@dataclass
+class Graded:
+    """One assignment's course directory after both autograde runs, and what they produced."""
+
+    course: Course
+    cells: list[GradedCell]
+    perfect_seconds: float
+    perfect_run: CompletedProcess
+    batch_runs: list[CompletedProcess]
+    scores: dict[str, dict[str, float | None]]
+    graded_in: dict[str, Course]  # student id -> the course directory that graded it
+
+    @property
+    def autograded(self) -> dict[str, float]:
+        """Points of every autograded test cell, by grade id."""
+        return {cell.grade_id: cell.points for cell in self.cells if cell.autograded}
+
+    def auto_scores(self, student: str) -> dict[str, float | None]:
+        """The student's scores on the autograded test cells."""
+        return {grade_id: self.scores[student].get(grade_id) for grade_id in self.autograded}
+
+    def autograded_notebooks(self, student: str) -> list[nbformat.NotebookNode]:
+        """The student's notebooks as autograde left them, outputs included."""
+        return list(read_notebooks(self.graded_in[student].folder("autograded", student)).values())
+
+
+@pytest.fixture(scope="module", params=assignments())
+def course(request, tmp_path_factory) -> Course:
+    """A course directory with the assignment's release freshly generated."""
+    course = Course.create(tmp_path_factory.mktemp(request.param), request.param)
+    course.generate()
+    return course
+
+
+def batch_submissions(solution, release, assignment) -> dict[str, dict]:
+    """Student id -> notebooks for the batch: blank first, then the misbehaving, then the wrong answers."""
+    answers = solution_answers(solution)
+    first, last = answer_ids(solution)[0], answer_ids(solution)[-1]
+    batch = {"blank": release}
+    for student, code in MISBEHAVING.items():
+        cell = first if student == "0_infinite_loop" else last
+        batch[student] = with_answers(release, {**answers, cell: code})
+    for wrong in wrong_answers(assignment):
+        batch[wrong.name] = with_answers(release, {**answers, **wrong.replace})
+    return batch
+
+
+@pytest.fixture(scope="module")
+def graded(course, tmp_path_factory) -> Graded:
+    """Both autograde runs (see the module docstring); `course` keeps perfect and blank."""
+    course.submit("perfect", read_notebooks(course.folder("solutions")))
+    start = time.perf_counter()
+    perfect_run = course.autograde("--student=perfect")
+    perfect_seconds = time.perf_counter() - start
+
+    shares = [course] + [course.clone(tmp_path_factory.mktemp(course.assignment)) for _ in range(WORKERS - 1)]
+    batch = batch_submissions(read_notebooks(course.folder("solutions")),
+                              read_notebooks(course.folder("exercises")), course.assignment)
+    graded_in = {"perfect": course} | {student: shares[i % WORKERS] for i, student in enumerate(batch)}
+    for student, notebooks in batch.items():
+        graded_in[student].submit(student, notebooks)
+    timeout = cell_timeout(course.assignment, BATCH_CELL_TIMEOUT_S)
+    # Without --force, autograde skips `perfect`, graded already (and copied into every share).
+    runs = autograde_in_parallel(shares, f"--Execute.timeout={timeout}")
+    scores = {student: grades for share in shares for student, grades in share.scores().items()}
+    return Graded(course, graded_cells(course.assignment), perfect_seconds, perfect_run, runs, scores,
+                  graded_in)
+
+
+def test_solution_scores_full_marks(graded):
+    assert graded.perfect_run.returncode == 0, graded.perfect_run.stderr
+    assert graded.auto_scores("perfect") == graded.autograded
+
+
+def test_untouched_release_scores_zero(graded):
+    assert graded.auto_scores("blank") == dict.fromkeys(graded.autograded, 0.0)
+
+
+def test_each_wrong_answer_loses_exactly_its_parts(graded):
+    declared = wrong_answers(graded.course.assignment)
+    assert declared, f"declare wrong answers in tests/wrong_answers/{graded.course.assignment}.py"
+    failures = []
+    for wrong in declared:
+        assert wrong.loses <= graded.autograded.keys(), f"{wrong.name}: unknown test cells"
+        expected = {g: 0.0 if g in wrong.loses else p for g, p in graded.autograded.items()}
+        got = graded.auto_scores(wrong.name)
+        failures += [f"{wrong.name}: {g} scored {got[g]}, expected {expected[g]}"
+                     for g in expected if got[g] != expected[g]]
+    assert not failures, "\n".join(failures)
+
+
+def test_validator_passes_solution_and_fails_release(course):
+    # `nbgrader validate` exits 0 even when validation fails, so ask the Validator itself.
+    validator = Validator(config=load_config())
+    for name in read_notebooks(course.folder("solutions")):
+        assert validator.validate(str(course.folder("solutions") / name)) == {}, name
+    for name in read_notebooks(course.folder("exercises")):
+        assert validator.validate(str(course.folder("exercises") / name)).get("failed"), name
+
+
+def test_export_totals(graded):
+    manual = {cell.grade_id: cell.points for cell in graded.cells if not cell.autograded}
+    graded.course.grade_manually("perfect", manual)  # as an instructor would in formgrader
+    rows = graded.course.export()
+    total = sum(cell.points for cell in graded.cells)
+    assert float(rows["perfect"]["max_score"]) == total
+    assert float(rows["perfect"]["score"]) == total
+    assert float(rows["blank"]["score"]) == 0.0
+
+
+def test_solution_writes_nothing_to_stderr_and_raises_nothing(graded):
+    autograded = graded.autograded_notebooks("perfect")
+    graded_ids = {cell.grade_id for cell in graded.cells}
+    stderr = [g for g, _ in outputs(autograded, {"stderr"}) if g in graded_ids]
+    assert not stderr, f"stderr output in graded cells {stderr}"
+    errors = [(g, out.ename) for g, out in outputs(autograded, {"error"})]
+    assert not errors, f"errors in the solution: {errors}"
+
+
+def test_loop_and_crashes_do_not_stop_the_batch(graded):
+    for student in ("0_infinite_loop", "0_sys_exit"):
+        scores = graded.auto_scores(student)
+        assert None not in scores.values(), f"{student} was not graded: {scores}"
+        assert 0 < sum(scores.values()) < sum(graded.autograded.values()), (student, scores)
+    loop_errors = outputs(graded.autograded_notebooks("0_infinite_loop"), {"error"})
+    assert "CellTimeoutError" in {out.ename for _, out in loop_errors}
+    # A dead kernel fails the whole submission: nothing is scored, it waits for a person, and
+    # nbgrader exits 1 naming the student, after grading everyone else.
+    assert set(graded.auto_scores("0_kernel_death").values()) == {None}
+    failed = {student for run in graded.batch_runs for student in FAILED_STUDENT.findall(run.stderr)}
+    assert failed == {"0_kernel_death"}
+    assert [run.returncode for run in graded.batch_runs].count(1) == 1
+    later = ["blank"] + [wrong.name for wrong in wrong_answers(graded.course.assignment)]
+    assert all(None not in graded.auto_scores(student).values() for student in later)
+
+
+def comparable(nb: nbformat.NotebookNode) -> dict:
+    """What generate_assignment decides in a notebook, without metadata an editor adds on save."""
+    return {
+        "kernelspec": nb.metadata.get("kernelspec"),
+        "cells": [
+            (cell.cell_type, cell.source, cell.metadata.get("nbgrader"), cell.metadata.get("tags"),
+             cell.get("outputs"))
+            for cell in nb.cells
+        ],
+    }
+
+
+def relative_files(folder):
+    """The files under `folder`, relative to it, without JupyterLab's checkpoints."""
+    return sorted(p.relative_to(folder) for p in folder.rglob("*")
+                  if p.is_file() and ".ipynb_checkpoints" not in p.parts)
+
+
+def test_committed_release_is_current(course):
+    fresh, committed = course.folder("exercises"), EXERCISES / course.assignment
+    hint = f"regenerate: nbgrader generate_assignment {course.assignment} --force, then commit"
+    assert relative_files(fresh) == relative_files(committed), hint
+    for path in relative_files(fresh):
+        if path.suffix == ".ipynb":
+            old, new = (nbformat.read(f / path, as_version=4) for f in (committed, fresh))
+            assert comparable(old) == comparable(new), f"exercises/{course.assignment}/{path}: {hint}"
+        else:
+            assert (committed / path).read_bytes() == (fresh / path).read_bytes(), hint
+
+
+@pytest.mark.parametrize("assignment", assignments())
+def test_points_are_mostly_autograded(assignment):
+    cells = graded_cells(assignment)
+    autograded = sum(cell.points for cell in cells if cell.autograded)
+    assert autograded >= 0.8 * sum(cell.points for cell in cells)
+    assert sum(cell.autograded for cell in cells) >= 3
+    assert len(answer_ids(read_notebooks(SOLUTIONS / assignment))) >= 3
+
+
+def test_grading_one_submission_fits_the_budget(graded, record_property):
+    record_property("autograde_seconds", round(graded.perfect_seconds, 1))
+    assert graded.perfect_seconds < GRADING_BUDGET_S
