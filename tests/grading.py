@@ -84,11 +84,11 @@ def graded_cells(assignment: str) -> list[GradedCell]:
     return cells
 
 
-def answer_ids(notebooks: Mapping[str, nbformat.NotebookNode]) -> list[str]:
-    """Grade ids of the code cells a student writes (nbgrader solution cells), in notebook order."""
+def answer_cells(notebooks: Mapping[str, nbformat.NotebookNode]) -> list[tuple[str, str]]:
+    """(notebook, grade id) of the code cells a student writes (nbgrader solution cells), in order."""
     return [
-        nbgrader_metadata(cell)["grade_id"]
-        for nb in notebooks.values()
+        (name, nbgrader_metadata(cell)["grade_id"])
+        for name, nb in notebooks.items()
         for cell in nb.cells
         if cell.cell_type == "code" and nbgrader_metadata(cell).get("solution")
     ]
