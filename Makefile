@@ -4,6 +4,7 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+MATHJAX := _mathjax/_static/mathjax/tex-chtml.js
 
 .PHONY: book test browser clean
 
@@ -15,12 +16,13 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $@
 
 # MathJax 3 ships inside a PyPI package; the book serves it from its own pages (offline math).
-_mathjax/.copied: $(STAMP)
-	rm -rf _mathjax && mkdir -p _mathjax
-	cp -r "$$($(PY) -c 'import mathjax, pathlib; print(pathlib.Path(mathjax.__file__).parent / "static" / "mathjax" / "es5")')" _mathjax/mathjax
+# html_extra_path copies _mathjax/ into _build/html/, and Sphinx looks for mathjax_path under _static/.
+$(MATHJAX): $(STAMP)
+	rm -rf _mathjax && mkdir -p _mathjax/_static
+	cp -r "$$($(PY) -c 'import mathjax, pathlib; print(pathlib.Path(mathjax.__file__).parent / "static" / "mathjax" / "es5")')" _mathjax/_static/mathjax
 	touch $@
 
-book: $(STAMP) _mathjax/.copied
+book: $(STAMP) $(MATHJAX)
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 
 # Headless Chromium for the browser test (Debian packages; needs root or sudo).
@@ -28,7 +30,7 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
 
-test: $(STAMP) _mathjax/.copied browser
+test: $(STAMP) $(MATHJAX) browser
 	$(PY) -m pytest
 
 clean:
