@@ -34,14 +34,15 @@ class Recipe:
     augment: bool
     batch_size: int = 32
     weight_decay: float = 1e-4
-    head_lr_mult: float = 10.0   # fine-tuning only: the new head learns this much faster
+    head_lr_mult: float = 10.0   # fine-tuning only: a new head learns this much faster
 
 
-# Chosen by `python -m tlutils.fewshot --tune` (validation split of the training pool, k=3 and 10).
+# Chosen by `python -m tlutils.fewshot --tune` (validation split of the training pool, k = 1, 3
+# and 10, seeds 0 and 1): the best mean validation accuracy of each method's grid.
 RECIPES = {
-    "scratch": Recipe(lr=3e-3, steps=300, augment=True),
-    "linear probe": Recipe(lr=1e-2, steps=300, augment=False, batch_size=64),
-    "fine-tune": Recipe(lr=1e-3, steps=150, augment=True),
+    "scratch": Recipe(lr=1e-2, steps=300, augment=True),
+    "linear probe": Recipe(lr=3e-3, steps=300, augment=False, batch_size=64),
+    "fine-tune": Recipe(lr=3e-3, steps=300, augment=True),
 }
 
 
@@ -66,12 +67,20 @@ def train_scratch(train: TensorDataset, recipe: Recipe = RECIPES["scratch"], see
 
 def train_fine_tune(train: TensorDataset, recipe: Recipe = RECIPES["fine-tune"], seed: int = 0,
                     num_classes: int = 10) -> nn.Module:
-    """The shipped model with a new head, every layer trained (head at `head_lr_mult` x lr)."""
+    """The shipped model with every layer trained (head at `head_lr_mult` x lr).
+
+    The head is replaced only when the target's classes differ from the source's: for digits ->
+    digits the pretrained head already maps features to the right classes, and keeping it is
+    what lets a single label per class work (chapter 4 compares both).
+    """
     set_seed(seed)
-    model = reset_classifier(load_pretrained(), num_classes)
+    model = load_pretrained()
+    new_head = get_classifier(model).out_features != num_classes
+    if new_head:
+        reset_classifier(model, num_classes)
     loader, epochs = _loader(train, recipe, seed)
     optimizer = torch.optim.AdamW(param_groups_discriminative(
-        model, recipe.lr, recipe.head_lr_mult, recipe.weight_decay))
+        model, recipe.lr, recipe.head_lr_mult if new_head else 1.0, recipe.weight_decay))
     fit(model, loader, epochs=epochs, optimizer=optimizer, progress=False)
     return model
 
@@ -118,7 +127,7 @@ def data_efficiency(ks=(1, 2, 5, 10, 20, 50), seeds=(0, 1, 2), methods=METHODS,
     return results
 
 
-def tune(method: str, ks=(3, 10), seeds=(0, 1), lrs=(3e-4, 1e-3, 3e-3, 1e-2),
+def tune(method: str, ks=(1, 3, 10), seeds=(0, 1), lrs=(3e-4, 1e-3, 3e-3, 1e-2),
          steps=(150, 300), augments=(False, True)) -> tuple[Recipe, dict]:
     """Grid-search a recipe on a validation split of the training pool; returns (best, scores).
 

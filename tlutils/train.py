@@ -42,6 +42,14 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)   # also seeds every CUDA device
 
 
+def _device_of(model: nn.Module, device) -> torch.device:
+    """For loops over an existing model, "auto" means wherever the model's weights already are."""
+    if str(device) == "auto":
+        param = next(model.parameters(), None)
+        return param.device if param is not None else get_device("auto")
+    return torch.device(device)
+
+
 def _autocast(device: torch.device):
     """bf16 autocast on CUDA (no GradScaler needed for bf16); full precision elsewhere."""
     if device.type == "cuda":
@@ -85,7 +93,7 @@ def train_one_epoch(model: nn.Module, criterion, optimizer, data_loader, device=
     `scheduler` (if any) steps after every batch, as one-cycle schedules expect. A NaN or
     infinite loss stops training with a FloatingPointError instead of silently ruining the weights.
     """
-    device = get_device(device)
+    device = _device_of(model, device)
     _check_loader(data_loader)
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
@@ -111,10 +119,13 @@ def train_one_epoch(model: nn.Module, criterion, optimizer, data_loader, device=
     return {"loss": total_loss / seen, "accuracy": correct / seen}
 
 
-@torch.inference_mode()
+@torch.no_grad()   # not inference_mode: its tensors could not be used to train a head later
 def predict(model: nn.Module, data_loader, device="auto") -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and targets for a whole loader, in eval mode; the model's mode is restored after."""
-    device = get_device(device)
+    """Logits and targets for a whole loader, in eval mode; the model's mode is restored after.
+
+    `device="auto"` runs where the model is; the outputs come back on the CPU.
+    """
+    device = _device_of(model, device)
     _check_loader(data_loader)
     was_training = model.training
     model.eval()
@@ -200,7 +211,6 @@ def fine_tune(model: nn.Module, train_loader, *, head_epochs: int, epochs: int, 
     return head_history, full_history
 
 
-@torch.inference_mode()
 def extract_features(backbone: nn.Module, data_loader, device="auto") -> TensorDataset:
     """Run a (frozen) backbone once over a loader, in eval mode: a TensorDataset of
     (features, targets) to train a head on many times without touching the backbone again."""

@@ -1,0 +1,74 @@
+"""The shipped checkpoint loads offline and is good at its own task and useful for the target.
+
+The thresholds are the foundation issue's, each a mean over 3 seeds on the handwritten test split.
+"""
+import json
+
+import pytest
+import torch
+
+import tlutils
+from tlutils.fewshot import accuracy_of
+
+SEEDS = (0, 1, 2)
+
+
+@pytest.fixture(scope="module")
+def handwritten():
+    return tlutils.load_handwritten()
+
+
+def mean_accuracy(method, k, handwritten):
+    train_pool, test = handwritten
+    accs = [accuracy_of(method, tlutils.few_shot_subset(train_pool, k, s), test, s) for s in SEEDS]
+    return sum(accs) / len(accs)
+
+
+def test_checkpoint_is_small_and_documented():
+    weights = tlutils.models.WEIGHTS_DIR / f"{tlutils.SHIPPED}.pt"
+    assert weights.stat().st_size <= 5 * 1024 * 1024
+    meta = tlutils.shipped_metadata()
+    for key in ("architecture", "data_recipe", "seed", "source_test_accuracy", "training_seconds",
+                "torch_version"):
+        assert key in meta, key
+    json.dumps(meta)   # plain JSON, no exotic types
+
+
+def test_source_test_accuracy_at_least_98_percent():
+    model = tlutils.load_pretrained()
+    recipe = tlutils.shipped_metadata()["data_recipe"]
+    # a fresh test seed, never seen in pretraining
+    test = tlutils.render_glyphs(3000, size=recipe["image_size"], seed=12345)
+    acc = tlutils.evaluate(model, None, tlutils.TensorLoader(test, 1024), "cpu")["accuracy"]
+    assert acc >= 0.98
+
+
+def test_zero_shot_on_handwriting_at_least_55_percent(handwritten):
+    _, test = handwritten
+    acc = tlutils.evaluate(tlutils.load_pretrained(), None, tlutils.TensorLoader(test, 1024), "cpu")
+    assert acc["accuracy"] >= 0.55
+
+
+@pytest.mark.slow
+def test_linear_probe_with_10_labels_per_class_at_least_80_percent(handwritten):
+    assert mean_accuracy("linear probe", 10, handwritten) >= 0.80
+
+
+@pytest.mark.slow
+def test_fine_tuning_beats_scratch_where_labels_are_scarce(handwritten):
+    fine_1, scratch_1 = (mean_accuracy(m, 1, handwritten) for m in ("fine-tune", "scratch"))
+    fine_3, scratch_3 = (mean_accuracy(m, 3, handwritten) for m in ("fine-tune", "scratch"))
+    assert fine_1 >= 0.80
+    assert fine_1 >= scratch_1 + 0.10
+    assert fine_3 >= scratch_3 + 0.03
+
+
+@pytest.mark.slow
+def test_fine_tuning_with_10_labels_per_class_at_least_95_percent(handwritten):
+    assert mean_accuracy("fine-tune", 10, handwritten) >= 0.95
+
+
+def test_loading_does_not_change_the_weights_on_disk():
+    a, b = tlutils.load_pretrained(), tlutils.load_pretrained()
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(p, q), name
