@@ -5,7 +5,7 @@ from torch import nn
 
 from tlutils.freezing import freeze
 from tlutils.models import SmallCNN
-from tlutils.optim import (param_groups_discriminative, param_groups_layer_decay,
+from tlutils.optim import (adamw, param_groups_discriminative, param_groups_layer_decay,
                            param_groups_weight_decay)
 
 ALL_GROUPINGS = {
@@ -210,3 +210,20 @@ def test_param_groups_layer_decay_raises_when_parameters_belong_to_no_stage():
     model.scale = nn.Parameter(torch.ones(1))   # a parameter outside features and the head
     with pytest.raises(ValueError, match="param_groups_discriminative"):
         param_groups_layer_decay(model, lr=0.1)
+
+
+def test_adamw_is_fused_and_takes_the_same_steps_as_the_default():
+    torch.manual_seed(0)
+    a, b = nn.Linear(4, 3), nn.Linear(4, 3)
+    b.load_state_dict(a.state_dict())
+    fused = adamw(a.parameters(), lr=1e-2, weight_decay=0.1)
+    plain = torch.optim.AdamW(b.parameters(), lr=1e-2, weight_decay=0.1)
+    assert fused.defaults["fused"] is True
+    x = torch.randn(8, 4)
+    for _ in range(5):
+        for model, opt in ((a, fused), (b, plain)):
+            opt.zero_grad()
+            model(x).pow(2).sum().backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q)

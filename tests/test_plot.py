@@ -10,7 +10,8 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from tlutils.plot import (  # noqa: E402
-    plot_confusion_matrix, plot_data_efficiency, plot_embedding_2d, plot_history, show_images,
+    html_table, plot_confusion_matrix, plot_data_efficiency, plot_embedding_2d, plot_history,
+    show_images,
 )
 
 
@@ -188,3 +189,15 @@ def test_plot_embedding_2d_projects_wide_features_with_pca():
 def test_plot_embedding_2d_bad_input_raises(features, labels, message):
     with pytest.raises(ValueError, match=message):
         plot_embedding_2d(features, labels)
+
+
+def test_html_table_has_one_row_per_row_and_escapes_cells():
+    table = html_table(["method", "accuracy"], [("scratch", "61.7"), ("a < b", 2)])
+    assert table.data.count("<tr>") == 3   # the header and two rows
+    assert "<td style='text-align:right'>a &lt; b</td>" in table.data
+    assert "<th style='text-align:right'>accuracy</th>" in table.data
+
+
+def test_html_table_rows_must_match_the_header():
+    with pytest.raises(ValueError, match=r"rows \[1\] do not have 2 cells"):
+        html_table(["a", "b"], [(1, 2), (3,)])

@@ -12,7 +12,7 @@ from tlutils.data import TensorLoader, render_glyphs
 from tlutils.freezing import freeze
 from tlutils.models import SmallCNN
 from tlutils.train import (History, evaluate, extract_features, fine_tune, fit, get_device,
-                           make_optimizer, predict, set_seed, train_one_epoch)
+                           make_optimizer, predict, set_seed, to_device, train_one_epoch)
 
 
 class TinyNet(nn.Module):
@@ -395,3 +395,13 @@ def test_fit_on_cuda_with_device_auto():
     assert history.val_acc[-1] > 0.9
     logits, targets = predict(model, loader(separable(10)), "auto")
     assert logits.device.type == "cpu" and logits.dtype == torch.float32 and logits.shape == (10, 2)
+
+
+def test_to_device_stores_conv_weights_channels_last_with_the_same_values():
+    model = SmallCNN()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert to_device(model, "cpu") is model
+    conv = model.features.block2[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k

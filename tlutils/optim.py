@@ -5,6 +5,7 @@ Taught in chapter 4. Every group carries a real `lr` (not timm's `lr_scale`), so
 """
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .models import get_classifier
@@ -82,3 +83,9 @@ def param_groups_layer_decay(model: nn.Module, lr: float, decay: float = 0.75,
         raise ValueError("some trainable parameters belong to no stage; use "
                          "param_groups_discriminative for this model")
     return groups
+
+
+def adamw(param_groups, **kwargs) -> torch.optim.AdamW:
+    """`torch.optim.AdamW` with PyTorch's fused kernel: the same update as the default loop over
+    tensors, done in one kernel per step, which makes a small network's step much cheaper on CPU."""
+    return torch.optim.AdamW(param_groups, fused=True, **kwargs)

@@ -1,5 +1,5 @@
 """The course's figures: training curves, confusion matrices, image grids, data-efficiency curves
-and 2-D embeddings.
+and 2-D embeddings; and `html_table` for the small tables of numbers beside them.
 
 Every function draws with matplotlib and returns the Axes or Figure it drew on; none calls
 `plt.show()`, so a notebook shows the figure once (write `_ = plot_...(...)` to hide the return
@@ -8,6 +8,7 @@ compose into subplots.
 """
 from __future__ import annotations
 
+import html
 import math
 
 import matplotlib.pyplot as plt
@@ -30,7 +31,9 @@ def plot_history(history, axes=None):
     history: a dict with lists "epoch", "train_loss", "train_acc" and optionally "val_loss" and
         "val_acc" (missing or empty when there was no validation set), or any object whose
         `as_dict()` returns such a dict (like the history that `tlutils.train.fit` returns).
+
     axes: a pair of Axes to draw on; a new 1x2 figure by default.
+
     Returns the Figure.
     """
     if hasattr(history, "as_dict"):
@@ -195,3 +198,21 @@ def plot_embedding_2d(features, labels, ax=None, title=None):
     if title is not None:
         ax.set_title(title)
     return ax
+
+
+def html_table(header, rows):
+    """A small right-aligned HTML table (IPython's `HTML`), the same in JupyterLab and the book.
+
+    header: the column titles; rows: sequences of cells, each as long as the header. Cells are
+    shown with `str` and escaped, so format numbers before passing them.
+    """
+    from IPython.display import HTML
+
+    rows = [list(row) for row in rows]
+    bad = [i for i, row in enumerate(rows) if len(row) != len(header)]
+    if bad:
+        raise ValueError(f"rows {bad} do not have {len(header)} cells like the header")
+    cell = lambda tag, x: f"<{tag} style='text-align:right'>{html.escape(str(x))}</{tag}>"  # noqa: E731
+    head = "".join(cell("th", h) for h in header)
+    body = "".join("<tr>" + "".join(cell("td", x) for x in row) + "</tr>" for row in rows)
+    return HTML(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")

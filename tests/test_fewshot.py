@@ -1,0 +1,168 @@
+"""tlutils.fewshot: the strategies of chapter 4, the parallel runner and the recipe search.
+
+The accuracies the recipes reach are checked in test_shipped_model.py; here, what each piece does.
+"""
+import dataclasses
+import math
+from unittest import mock
+
+import pytest
+import torch
+from torch import nn
+
+import tlutils
+from tlutils import fewshot
+
+BLOCKS = [f"features.block{i}" for i in range(1, 6)]
+TINY = dataclasses.replace(fewshot.RECIPES["fine-tune"], steps=6)
+
+
+@pytest.fixture(scope="module")
+def few():
+    return tlutils.few_shot_subset(tlutils.load_handwritten()[0], 1, 0)
+
+
+def trains(model, prefix):
+    return {p.requires_grad for n, p in model.named_parameters() if n.startswith(prefix + ".")}
+
+
+@pytest.mark.parametrize("n_blocks", range(6))
+def test_unfreeze_top_trains_the_top_blocks_and_the_head(n_blocks):
+    model = tlutils.freeze(tlutils.load_pretrained())   # the head frozen too: it must train again
+    assert fewshot.unfreeze_top(model, n_blocks) is model
+    for i, block in enumerate(BLOCKS):
+        assert trains(model, block) == {i >= 5 - n_blocks}, block
+    assert trains(model, "classifier") == {True}
+    model.train()
+    bn_modes = [model.get_submodule(block)[1].training for block in BLOCKS]
+    assert bn_modes == [i >= 5 - n_blocks for i in range(5)]
+
+
+def test_unfreeze_top_can_freeze_blocks_again():
+    model = fewshot.unfreeze_top(tlutils.load_pretrained(), 5)
+    fewshot.unfreeze_top(model, 1)
+    assert [trains(model, block) for block in BLOCKS] == [{False}] * 4 + [{True}]
+
+
+@pytest.mark.parametrize("n_blocks", [-1, 6])
+def test_unfreeze_top_rejects_a_number_of_blocks_it_does_not_have(n_blocks):
+    with pytest.raises(ValueError, match="between 0 and 5"):
+        fewshot.unfreeze_top(tlutils.load_pretrained(), n_blocks)
+
+
+def head_similarity(model):
+    shipped = tlutils.load_pretrained().classifier.weight.flatten()
+    return nn.functional.cosine_similarity(model.classifier.weight.flatten().cpu(), shipped, dim=0)
+
+
+def test_fine_tune_keeps_the_head_when_the_classes_match(few):
+    assert head_similarity(fewshot.train_fine_tune(few, TINY)) > 0.99
+
+
+def test_fine_tune_with_new_head_replaces_it(few):
+    assert abs(head_similarity(fewshot.train_fine_tune(few, TINY, new_head=True))) < 0.5
+
+
+def test_fine_tune_cannot_keep_a_head_of_the_wrong_size(few):
+    with pytest.raises(ValueError, match="cannot keep the head"):
+        fewshot.train_fine_tune(few, TINY, num_classes=3, new_head=False)
+
+
+def test_gradual_unfreezing_adds_one_block_per_stage_from_the_top(few):
+    with mock.patch.object(fewshot, "unfreeze_top", wraps=fewshot.unfreeze_top) as spy:
+        model = fewshot.train_gradual_unfreezing(few, TINY)
+    assert [c.args[1] for c in spy.call_args_list] == [0, 1, 2, 3, 4, 5]
+    assert not model.training
+    assert all(p.requires_grad for p in model.parameters())
+
+
+class StageReached(Exception):
+    """Raised to stop a training at the start of a stage, holding the model as it was then."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+
+def test_gradual_unfreezing_leaves_a_block_alone_until_its_stage(few):
+    """block1 trains only in the last stage: stopped just before it, it is still the shipped
+    block1 (a parameter without a gradient gets no AdamW update, weight decay included)."""
+    real_unfreeze_top = fewshot.unfreeze_top
+
+    def stop_before_block1(model, n_blocks):
+        if n_blocks == 5:
+            raise StageReached(model)
+        return real_unfreeze_top(model, n_blocks)
+
+    with mock.patch.object(fewshot, "unfreeze_top", side_effect=stop_before_block1), \
+            pytest.raises(StageReached) as stopped:
+        fewshot.train_gradual_unfreezing(few, TINY)
+    model, shipped = stopped.value.model.cpu(), tlutils.load_pretrained()
+    for name, p in shipped.features.block1.named_parameters():
+        assert torch.equal(model.features.block1.get_parameter(name), p), name
+    assert not torch.equal(model.features.block5[0].weight, shipped.features.block5[0].weight)
+
+
+def test_lp_ft_starts_from_the_probe(few):
+    probe = fewshot.train_linear_probe(few)
+    with mock.patch.object(fewshot, "train_linear_probe", return_value=probe) as stage_one:
+        model = fewshot.train_lp_ft(few, TINY)
+    stage_one.assert_called_once()
+    assert model is probe and all(p.requires_grad for p in model.parameters())
+
+
+def test_every_trainer_returns_a_model_of_the_target_classes(few):
+    for method in fewshot.TRAINERS:
+        out = fewshot._trained(method, few, 0, None if method == "linear probe" else TINY)(few.tensors[0])
+        assert out.shape == (len(few), 10), method
+
+
+def test_unknown_method_is_named_in_the_error(few):
+    with pytest.raises(ValueError, match="unknown method 'finetune'"):
+        fewshot.accuracy_of("finetune", few, few)
+
+
+def test_run_parallel_returns_results_in_job_order():
+    jobs = [(3, 4), (5, 12), (8, 15)]
+    assert fewshot.run_parallel(math.hypot, jobs, workers=2, progress=False) == [5.0, 13.0, 17.0]
+    assert fewshot.run_parallel(math.hypot, jobs, workers=1, progress=False) == [5.0, 13.0, 17.0]
+
+
+def test_run_parallel_needs_a_worker():
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        fewshot.run_parallel(math.hypot, [(1, 1)], workers=0)
+
+
+def test_grid_jobs_start_with_the_largest_k():
+    jobs = fewshot.grid_jobs((1, 10, 2), (0, 1), ("scratch", "fine-tune"))
+    assert [k for _, k, _ in jobs] == [10] * 4 + [2] * 4 + [1] * 4
+    assert len(set(jobs)) == 12
+
+
+@pytest.mark.slow
+def test_data_efficiency_is_the_same_in_parallel_and_here():
+    args = dict(ks=(1, 2), seeds=(0, 1), methods=("linear probe",), progress=False)
+    parallel = fewshot.data_efficiency(**args, workers=2)
+    assert parallel == fewshot.data_efficiency(**args, workers=1)
+    assert set(parallel) == {"linear probe"} and set(parallel["linear probe"]) == {1, 2}
+    assert all(len(accs) == 2 and all(0.3 < a <= 1 for a in accs)
+               for accs in parallel["linear probe"].values())
+
+
+def test_few_shot_models_are_eval_mode_models_on_the_cpu():
+    models = fewshot.few_shot_models([("linear probe", 1, 0)], progress=False)
+    model = models["linear probe", 1, 0]
+    assert isinstance(model, tlutils.SmallCNN) and not model.training
+    assert next(model.parameters()).device.type == "cpu"
+
+
+def test_tune_returns_the_best_recipe_of_its_grid():
+    best, scores = fewshot.tune("linear probe", ks=(1,), seeds=(0,), lrs=(1e-4, 3e-3), steps=(20,),
+                                augments=(False,))
+    assert len(scores) == 2 and best == max(scores, key=scores.get)
+    assert {r.lr for r in scores} == {1e-4, 3e-3} and {r.steps for r in scores} == {20}
+
+
+def test_run_parallel_runs_functions_defined_on_the_fly():
+    offset = 10
+    assert fewshot.run_parallel(lambda x: x + offset, [(1,), (2,)], workers=2, progress=False) == [11, 12]
