@@ -1,3 +1,4 @@
+import json
 import urllib.error
 
 import pytest
@@ -6,9 +7,10 @@ import torch.hub
 import torchvision
 from torch import nn
 
+import tlutils.pretrain
 from tlutils.data import render_glyphs
-from tlutils.models import (SHIPPED, WEIGHTS_DIR, SmallCNN, get_classifier, load_pretrained,
-                            reset_classifier, shipped_metadata)
+from tlutils.models import (SHIPPED, SHUFFLED, WEIGHTS_DIR, SmallCNN, get_classifier,
+                            load_pretrained, reset_classifier, shipped_metadata)
 
 # name -> (path of its head, a forward-pass input or None when too big to run in a unit test)
 TORCHVISION_HEADS = {
@@ -122,6 +124,67 @@ def test_load_pretrained_offline_explains_torch_home_and_the_shipped_model(tmp_p
     assert "resnet18" in message and "offline" in message
     assert isinstance(info.value.__cause__, urllib.error.URLError)
     assert not any(tmp_path.rglob("*.pth"))
+
+
+# --- the shuffled-label control checkpoint (chapter 6) -------------------------------------------
+
+def test_load_pretrained_loads_the_shuffled_label_control():
+    model = load_pretrained(SHUFFLED)
+    assert isinstance(model, SmallCNN) and not any(m.training for m in model.modules())
+    state = torch.load(WEIGHTS_DIR / f"{SHUFFLED}.pt", weights_only=True)
+    assert state.keys() == model.state_dict().keys()
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, state[name]), name
+    assert not torch.equal(model.classifier.weight, load_pretrained().classifier.weight)
+    assert load_pretrained(SHUFFLED, num_classes=3).classifier.out_features == 3
+
+
+def test_shuffled_metadata_documents_the_shuffled_labels_and_the_same_recipe():
+    meta, shipped = shipped_metadata(SHUFFLED), shipped_metadata()
+    assert meta["name"] == SHUFFLED
+    assert "shuffled" in meta["labels"] and "true labels" in meta["labels"]
+    assert meta["label_shuffle_seed"] == tlutils.pretrain.LABEL_SHUFFLE_SEED
+    for key in ("architecture", "data_recipe", "seed"):
+        assert meta[key] == shipped[key], key
+    assert meta["source_test_accuracy"] < 0.2 and meta["final_train_accuracy_on_shuffled_labels"] < 0.2
+    assert "labels" not in shipped   # the real checkpoint's metadata is unchanged
+
+
+def test_shuffled_control_reads_true_labels_near_chance():
+    images, labels = render_glyphs(1000, seed=12345).tensors
+    with torch.no_grad():
+        accuracy = (load_pretrained(SHUFFLED)(images).argmax(1) == labels).float().mean().item()
+    assert accuracy < 0.2
+
+
+def test_shipped_metadata_and_load_pretrained_reject_weights_for_the_control():
+    with pytest.raises(ValueError, match="no shipped checkpoint 'smallcnn-nope'"):
+        shipped_metadata("smallcnn-nope")
+    with pytest.raises(ValueError, match="leave weights=None"):
+        load_pretrained(SHUFFLED, weights="DEFAULT")
+
+
+def test_pretrain_shuffled_labels_permutes_the_training_labels(tmp_path, monkeypatch):
+    tiny = dict(tlutils.pretrain.RECIPE, train_images=64, test_images=32, epochs=1)
+    monkeypatch.setattr(tlutils.pretrain, "RECIPE", tiny)
+    seen = {}
+    real_fit = tlutils.pretrain.fit
+
+    def recording_fit(model, loader, **kwargs):
+        seen["labels"] = loader.dataset.tensors[1].clone()
+        return real_fit(model, loader, **kwargs)
+
+    monkeypatch.setattr(tlutils.pretrain, "fit", recording_fit)
+    tlutils.pretrain.main(["--shuffled-labels", "--out", str(tmp_path)])
+    true = render_glyphs(64, seed=tiny["train_seed"]).tensors[1]
+    order = torch.randperm(64, generator=torch.Generator().manual_seed(
+        tlutils.pretrain.LABEL_SHUFFLE_SEED))
+    assert torch.equal(seen["labels"], true[order]) and not torch.equal(seen["labels"], true)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{SHUFFLED}.json", f"{SHUFFLED}.pt"]
+    meta = json.loads((tmp_path / f"{SHUFFLED}.json").read_text())
+    assert meta["name"] == SHUFFLED and meta["data_recipe"] == tiny and "shuffled" in meta["labels"]
+    SmallCNN(**meta["architecture"]).load_state_dict(
+        torch.load(tmp_path / f"{SHUFFLED}.pt", weights_only=True))
 
 
 # --- get_classifier / reset_classifier -----------------------------------------------------------

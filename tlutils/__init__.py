@@ -1,18 +1,21 @@
 """tlutils: the helpers of the course *Transfer Learning, Hands-On*.
 
 One module per concern: `data` (the course's datasets and loaders), `models` (the small CNN and
-pretrained models), `freezing`, `optim` (parameter groups), `train` (loops), `metrics`, `plot`,
-and `fewshot` (the experiments that compare scratch, linear probe and fine-tuning).
+pretrained models), `freezing`, `optim` (parameter groups), `train` (loops), `adapt` (BatchNorm
+statistics for a new domain), `metrics`, `plot`, and `fewshot` (the experiments that compare
+scratch, linear probe and fine-tuning; import it as `tlutils.fewshot`).
 """
 from .data import (DIGITS, FONTS, RandomAffineBatch, TensorLoader, few_shot_indices,
                    few_shot_subset, load_handwritten, load_image_folder, render_glyphs,
                    train_val_split)
 from .freezing import count_parameters, freeze, freeze_batch_norm, trainable_parameters, unfreeze
-from .models import (SHIPPED, SmallCNN, get_classifier, load_pretrained, reset_classifier,
-                     shipped_metadata)
-from .optim import param_groups_discriminative, param_groups_layer_decay, param_groups_weight_decay
+from .models import (SHIPPED, SHUFFLED, SmallCNN, get_classifier, load_pretrained,
+                     reset_classifier, shipped_metadata)
+from .optim import (adamw, param_groups_discriminative, param_groups_layer_decay,
+                    param_groups_weight_decay)
 from .train import (History, evaluate, extract_features, fine_tune, fit, get_device,
-                    make_optimizer, predict, set_seed, train_one_epoch)
+                    make_optimizer, predict, set_seed, to_device, train_one_epoch)
 from .metrics import accuracy, bootstrap_ci, confusion_matrix, precision_recall_f1
-from .plot import (plot_confusion_matrix, plot_data_efficiency, plot_embedding_2d, plot_history,
-                   show_images)
+from .plot import (html_table, plot_confusion_matrix, plot_data_efficiency, plot_embedding_2d,
+                   plot_history, show_images)
+from .adapt import adapt_batch_norm

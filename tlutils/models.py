@@ -2,6 +2,8 @@
 and timm-style `get_classifier` / `reset_classifier` to give any of them a new head.
 
 Chapter 1 loads the shipped model; chapter 3 freezes its `features`; chapter 4 replaces its head.
+Chapter 6 also loads a control checkpoint, `SHUFFLED`: the same network and recipe trained on the
+same glyphs with their labels shuffled, a source task that teaches nothing about digits.
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import torch
 from torch import nn
 
 SHIPPED = "smallcnn-glyphs"
+SHUFFLED = "smallcnn-glyphs-shuffled"   # control: trained on shuffled labels (chapter 6)
+CHECKPOINTS = (SHIPPED, SHUFFLED)       # the checkpoints shipped in tlutils/weights/
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 _HEAD_ATTRIBUTES = ("classifier", "fc", "heads", "head")   # where torchvision and timm keep heads
 
@@ -57,15 +61,17 @@ class SmallCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-def shipped_metadata() -> dict:
-    """What the shipped checkpoint is: architecture, data recipe, seed, accuracy, time, versions."""
-    return json.loads((WEIGHTS_DIR / f"{SHIPPED}.json").read_text())
+def shipped_metadata(name: str = SHIPPED) -> dict:
+    """What a shipped checkpoint is: architecture, data recipe, seed, accuracy, time, versions."""
+    if name not in CHECKPOINTS:
+        raise ValueError(f"no shipped checkpoint {name!r}; the shipped ones are {CHECKPOINTS}")
+    return json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
 
 
-def _load_shipped(num_classes: int | None) -> SmallCNN:
-    meta = shipped_metadata()
+def _load_shipped(name: str, num_classes: int | None) -> SmallCNN:
+    meta = shipped_metadata(name)
     model = SmallCNN(**meta["architecture"])
-    state = torch.load(WEIGHTS_DIR / f"{SHIPPED}.pt", map_location="cpu", weights_only=True)
+    state = torch.load(WEIGHTS_DIR / f"{name}.pt", map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     if num_classes is not None:
         reset_classifier(model, num_classes)
@@ -84,21 +90,22 @@ def load_pretrained(name: str = SHIPPED, *, weights=None, num_classes: int | Non
                     progress: bool = False) -> nn.Module:
     """A pretrained model, weights loaded first and the head replaced after (torchvision's order).
 
-    `name` is the shipped glyph model ("smallcnn-glyphs", the default; works offline) or any
+    `name` is the shipped glyph model ("smallcnn-glyphs", the default; works offline), its
+    shuffled-label control ("smallcnn-glyphs-shuffled", chapter 6) or any
     `torchvision.models.get_model` name with `weights=` (an enum, "DEFAULT" or a weights name;
     None gives random weights). Downloadable weights that are not cached raise a RuntimeError that
     says how to pre-seed TORCH_HOME. `num_classes` replaces the head via `reset_classifier`.
     """
     import torchvision
 
-    if name == SHIPPED:
+    if name in CHECKPOINTS:
         if weights is not None:
-            raise ValueError(f"{SHIPPED!r} has one set of weights; leave weights=None")
-        return _load_shipped(num_classes)
+            raise ValueError(f"{name!r} has one set of weights; leave weights=None")
+        return _load_shipped(name, num_classes)
     available = torchvision.models.list_models()
     if name not in available:
-        raise ValueError(f"unknown model {name!r}: use {SHIPPED!r} or one of torchvision's "
-                         f"models, e.g. {', '.join(available[:8])}, ...")
+        raise ValueError(f"unknown model {name!r}: use {SHIPPED!r} (or its control {SHUFFLED!r}) "
+                         f"or one of torchvision's models, e.g. {', '.join(available[:8])}, ...")
     if weights is not None:
         weights = torchvision.models.get_model_weights(name).verify(weights)
     try:
