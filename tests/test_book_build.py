@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import re
 
+import nbformat
 import pytest
 
-from book_helpers import built_book, reader_text, solution_markers, toc_files
+from book_helpers import ROOT, built_book, reader_text, solution_markers, toc_files
 
 pytestmark = pytest.mark.slow
 
@@ -50,3 +51,15 @@ def test_no_solution_or_hidden_test_reaches_the_book(build):
         if path.suffix in TEXT_SUFFIXES and "mathjax" not in path.relative_to(build.html).parts[:2]:
             leaks += [f"{path}: {m}" for m in solution_markers(reader_text(path))]
     assert not leaks, "\n".join(leaks)
+
+
+@pytest.mark.parametrize("chapter", sorted(p.stem for p in (ROOT / "book").glob("*.ipynb")))
+def test_every_raises_exception_cell_really_raises(build, chapter):
+    """A cell tagged `raises-exception` demonstrates a crash: if it stops raising, the chapter no
+    longer shows what its prose says, so that is a failure (myst-nb and nbval only allow errors)."""
+    executed = nbformat.read(build.html.parent / "jupyter_execute" / "book" / f"{chapter}.ipynb", 4)
+    tagged = [cell for cell in executed.cells
+              if cell.cell_type == "code" and "raises-exception" in cell.metadata.get("tags", [])]
+    silent = [cell.get("id", "?") for cell in tagged
+              if not any(out.output_type == "error" for out in cell.outputs)]
+    assert not silent, f"{chapter}: cells tagged raises-exception that raised nothing: {silent}"
