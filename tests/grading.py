@@ -153,6 +153,46 @@ def wrong_answers(assignment: str) -> list[WrongAnswer]:
     return list(getattr(_declarations(assignment), "WRONG_ANSWERS", []))
 
 
+@dataclass(frozen=True)
+class Bundle:
+    """Wrong answers graded as one submission: each rewrites its own solution cells and must lose
+    its own test cells, so together they must lose exactly the union of their `loses`."""
+
+    name: str  # the student id
+    members: tuple[WrongAnswer, ...]
+
+    @property
+    def replace(self) -> dict[str, str]:
+        return {grade_id: src for wrong in self.members for grade_id, src in wrong.replace.items()}
+
+    @property
+    def loses(self) -> frozenset[str]:
+        return frozenset().union(*(wrong.loses for wrong in self.members))
+
+    def __str__(self) -> str:
+        return f"{self.name} ({', '.join(wrong.name for wrong in self.members)})"
+
+
+def bundles(wrongs: Iterable[WrongAnswer]) -> list[Bundle]:
+    """Pack wrong answers into as few submissions as possible, a wrong answer joining a bundle
+    only if no member touches the same cells (the solution cells it rewrites, the test cells it
+    loses). A mistake in one part then cannot hide or cause a loss in another member's part,
+    yet a batch needs about as many submissions as the most-tested part has wrong answers.
+    """
+    packed: list[list[WrongAnswer]] = []
+    touched: list[set[str]] = []
+    for wrong in wrongs:
+        cells = set(wrong.replace) | wrong.loses
+        slot = next((i for i, used in enumerate(touched) if not used & cells), None)
+        if slot is None:
+            packed.append([])
+            touched.append(set())
+            slot = len(packed) - 1
+        packed[slot].append(wrong)
+        touched[slot] |= cells
+    return [Bundle(f"wrong_{i + 1:02d}", tuple(members)) for i, members in enumerate(packed)]
+
+
 def cell_timeout(assignment: str, default: int) -> int:
     """Per-cell timeout for the test batch: short, so that the infinite loop costs little; an
     assignment whose correct cells need longer sets CELL_TIMEOUT in its wrong-answers module."""

@@ -5,7 +5,9 @@ autograded twice, and every test below reads from it:
   1. the solution, submitted as student `perfect`, alone and with the course's real configuration
      (its time is the time to grade one submission);
   2. one batch with a short per-cell timeout: the untouched release (`blank`), every wrong answer
-     declared in tests/wrong_answers/<assignment>.py, and three submissions that misbehave in their
+     declared in tests/wrong_answers/<assignment>.py (packed into bundles of answers to different
+     parts, `grading.bundles`, so a batch needs a few submissions, not one per mistake), and three
+     submissions that misbehave in their
      last answer cell (an infinite loop, a sys.exit, a killed kernel), sorted first so that the
      rest of the batch shows they did not stop it. The batch is dealt out to copies of the course directory, one per core,
      graded at the same time.
@@ -25,8 +27,8 @@ from nbgrader.validator import Validator
 
 from grading import (
     EXERCISES, SOLUTIONS, Course, GradedCell, answer_cells, assignments, autograde_in_parallel,
-    cell_timeout, graded_cells, load_config, outputs, read_notebooks, solution_answers, with_answers,
-    wrong_answers,
+    bundles, cell_timeout, graded_cells, load_config, outputs, read_notebooks, solution_answers,
+    with_answers, wrong_answers,
 )
 
 pytestmark = pytest.mark.slow
@@ -85,8 +87,8 @@ def batch_submissions(solution, release, assignment) -> dict[str, dict]:
     batch = {"blank": release}
     for student, code in MISBEHAVING.items():
         batch[student] = with_answers(release, {**answers, last: code})
-    for wrong in wrong_answers(assignment):
-        batch[wrong.name] = with_answers(release, {**answers, **wrong.replace})
+    for bundle in bundles(wrong_answers(assignment)):
+        batch[bundle.name] = with_answers(release, {**answers, **bundle.replace})
     return batch
 
 
@@ -127,9 +129,10 @@ def test_each_wrong_answer_loses_exactly_its_parts(graded):
     failures = []
     for wrong in declared:
         assert wrong.loses <= graded.autograded.keys(), f"{wrong.name}: unknown test cells"
-        expected = {g: 0.0 if g in wrong.loses else p for g, p in graded.autograded.items()}
-        got = graded.auto_scores(wrong.name)
-        failures += [f"{wrong.name}: {g} scored {got[g]}, expected {expected[g]}"
+    for bundle in bundles(declared):
+        expected = {g: 0.0 if g in bundle.loses else p for g, p in graded.autograded.items()}
+        got = graded.auto_scores(bundle.name)
+        failures += [f"{bundle}: {g} scored {got[g]}, expected {expected[g]}"
                      for g in expected if got[g] != expected[g]]
     assert not failures, "\n".join(failures)
 
@@ -179,7 +182,7 @@ def test_loop_and_crashes_do_not_stop_the_batch(graded):
     failed = {student for run in graded.batch_runs for student in FAILED_STUDENT.findall(run.stderr)}
     assert failed == {"0_kernel_death"}
     assert [run.returncode for run in graded.batch_runs].count(1) == 1
-    later = ["blank"] + [wrong.name for wrong in wrong_answers(graded.course.assignment)]
+    later = ["blank"] + [bundle.name for bundle in bundles(wrong_answers(graded.course.assignment))]
     assert all(None not in graded.auto_scores(student).values() for student in later)
 
 
