@@ -20,6 +20,34 @@ KEEP_HEAD = "    model = tlutils.load_pretrained()   # digits -> digits: the gly
 FIT = ("    tlutils.fit(model, loader, epochs=math.ceil(steps / len(loader)), lr=3e-3, weight_decay=1e-4,\n"
        "                device=\"cpu\", progress=False)\n")
 
+# Part (b) by hand, correct: trainable BatchNorm layers get their own train() back.
+UNFREEZE_BY_HAND = (
+    "import types\n"
+    "\n"
+    "\n"
+    "def unfreeze_top(model, n_blocks):\n"
+    "    if n_blocks not in range(6):\n"
+    "        raise ValueError(f\"n_blocks must be one of 0, 1, ..., 5, got {n_blocks!r}\")\n"
+    "\n"
+    "    def stay_in_eval(self, mode=True):\n"
+    "        return nn.Module.train(self, False)\n"
+    "\n"
+    "    for i in range(1, 6):\n"
+    "        block = model.features.get_submodule(f\"block{i}\")\n"
+    "        trains = i > 5 - n_blocks\n"
+    "        block.requires_grad_(trains)\n"
+    "        for m in block.modules():\n"
+    "            if isinstance(m, nn.BatchNorm2d):\n"
+    "                if trains:\n"
+    "                    m.__dict__.pop(\"train\", None)   # back to nn.Module.train\n"
+    "                    m.train(model.training)\n"
+    "                else:\n"
+    "                    m.train = types.MethodType(stay_in_eval, m)\n"
+    "                    nn.Module.train(m, False)\n"
+    "    model.classifier.requires_grad_(True)\n"
+    "    return model\n"
+)
+
 WRONG_ANSWERS = [
     # -- (a) discriminative_groups ----------------------------------------------------------
     WrongAnswer(  # finds the head by the SmallCNN's attribute name: no `fc`, and a whole Sequential
@@ -112,29 +140,17 @@ WRONG_ANSWERS = [
     ),
     WrongAnswer(  # freezes BatchNorm by hand but never undoes it: a second call cannot unfreeze
         "bn_never_unfrozen",
-        {"unfreeze_top": (
-            "import types\n"
-            "\n"
-            "\n"
-            "def unfreeze_top(model, n_blocks):\n"
-            "    if n_blocks not in range(6):\n"
-            "        raise ValueError(f\"n_blocks must be one of 0, 1, ..., 5, got {n_blocks!r}\")\n"
-            "\n"
-            "    def stay_in_eval(self, mode=True):\n"
-            "        return nn.Module.train(self, False)\n"
-            "\n"
-            "    for i in range(1, 6):\n"
-            "        block = model.features.get_submodule(f\"block{i}\")\n"
-            "        trains = i > 5 - n_blocks\n"
-            "        block.requires_grad_(trains)\n"
-            "        if not trains:\n"
-            "            for m in block.modules():\n"
-            "                if isinstance(m, nn.BatchNorm2d):\n"
+        {"unfreeze_top": swap(
+            UNFREEZE_BY_HAND,
+            "                if trains:\n"
+            "                    m.__dict__.pop(\"train\", None)   # back to nn.Module.train\n"
+            "                    m.train(model.training)\n"
+            "                else:\n"
             "                    m.train = types.MethodType(stay_in_eval, m)\n"
-            "                    m.eval()\n"
-            "    model.classifier.requires_grad_(True)\n"
-            "    return model\n"
-        )},
+            "                    nn.Module.train(m, False)\n",
+            "                if not trains:\n"
+            "                    m.train = types.MethodType(stay_in_eval, m)\n"
+            "                    nn.Module.train(m, False)\n")},
         loses={"test_unfreeze_top_hidden"},
     ),
     WrongAnswer(  # hands the part to the library: right behaviour, but not the student's own code
@@ -150,32 +166,7 @@ WRONG_ANSWERS = [
     ),
     WrongAnswer(  # a correct answer by hand: the same, and trainable BatchNorm layers are restored
         "unfreeze_by_hand",
-        {"unfreeze_top": (
-            "import types\n"
-            "\n"
-            "\n"
-            "def unfreeze_top(model, n_blocks):\n"
-            "    if n_blocks not in range(6):\n"
-            "        raise ValueError(f\"n_blocks must be one of 0, 1, ..., 5, got {n_blocks!r}\")\n"
-            "\n"
-            "    def stay_in_eval(self, mode=True):\n"
-            "        return nn.Module.train(self, False)\n"
-            "\n"
-            "    for i in range(1, 6):\n"
-            "        block = model.features.get_submodule(f\"block{i}\")\n"
-            "        trains = i > 5 - n_blocks\n"
-            "        block.requires_grad_(trains)\n"
-            "        for m in block.modules():\n"
-            "            if isinstance(m, nn.BatchNorm2d):\n"
-            "                if trains:\n"
-            "                    m.__dict__.pop(\"train\", None)   # back to nn.Module.train\n"
-            "                    m.train(model.training)\n"
-            "                else:\n"
-            "                    m.train = types.MethodType(stay_in_eval, m)\n"
-            "                    nn.Module.train(m, False)\n"
-            "    model.classifier.requires_grad_(True)\n"
-            "    return model\n"
-        )},
+        {"unfreeze_top": UNFREEZE_BY_HAND},
         loses=set(),
     ),
     # -- (c) fine_tune_few_shot -------------------------------------------------------------
