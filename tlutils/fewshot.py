@@ -214,6 +214,12 @@ def few_shot_state(method: str, k: int, seed: int) -> dict:
     return {name: t.cpu() for name, t in model.state_dict().items()}
 
 
+def few_shot_accuracy(method: str, k: int, seed: int) -> float:
+    """Handwritten test accuracy of `method` trained on `k` labels per class (seed `seed`)."""
+    train_pool, test = load_handwritten()
+    return accuracy_of(method, few_shot_subset(train_pool, k, seed), test, seed)
+
+
 def _small_cnn(state: dict) -> SmallCNN:
     """A SmallCNN holding `state`, in eval mode (frozen or not, as any fresh model)."""
     model = SmallCNN(num_classes=state["classifier.weight"].shape[0])
@@ -276,17 +282,12 @@ def data_efficiency(ks=(1, 2, 5, 10, 20, 50), seeds=(0, 1, 2), methods=METHODS,
                     progress: bool = True, workers: int | None = 1) -> dict[str, dict[int, list[float]]]:
     """Handwritten-digit test accuracy for each method, labels per class k and seed.
 
-    Returns {method: {k: [accuracy per seed]}}, ready for `plot_data_efficiency`.
+    Returns {method: {k: [accuracy per seed]}}, ready for `plot_data_efficiency`. Each process
+    scores its own models, so only the accuracies travel back.
     """
-    models = few_shot_models(grid_jobs(ks, seeds, methods), workers, progress)
-    return handwritten_accuracies(models, ks, seeds, methods)
-
-
-def handwritten_accuracies(models: dict, ks, seeds, methods=METHODS) -> dict[str, dict[int, list[float]]]:
-    """{method: {k: [handwritten test accuracy per seed]}} of models keyed by (method, k, seed)."""
-    loader = TensorLoader(load_handwritten()[1], 1024)
-    return {m: {k: [evaluate(models[m, k, s], None, loader)["accuracy"] for s in seeds] for k in ks}
-            for m in methods}
+    jobs = grid_jobs(ks, seeds, methods)
+    accuracy = dict(zip(jobs, run_parallel(few_shot_accuracy, jobs, workers, progress)))
+    return {m: {k: [accuracy[m, k, s] for s in seeds] for k in ks} for m in methods}
 
 
 def tune(method: str, ks=(1, 3, 10), seeds=(0, 1), lrs=(3e-4, 1e-3, 3e-3, 1e-2),
