@@ -405,3 +405,13 @@ def test_to_device_stores_conv_weights_channels_last_with_the_same_values():
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_fit_calls_before_epoch_before_each_epoch():
+    torch.manual_seed(0)
+    data = TensorDataset(torch.randn(8, 1, 8, 8), torch.arange(8) % 2)
+    model = SmallCNN(num_classes=2)
+    start, seen = model.classifier.weight.detach().clone(), []
+    fit(model, TensorLoader(data, 4), epochs=3, progress=False, device="cpu",
+        before_epoch=lambda epoch: seen.append((epoch, torch.equal(model.classifier.weight, start))))
+    assert seen == [(1, True), (2, False), (3, False)]

@@ -27,7 +27,7 @@ from .data import RandomAffineBatch, TensorLoader, few_shot_subset, load_handwri
 from .freezing import freeze, unfreeze
 from .models import SHIPPED, SmallCNN, get_classifier, load_pretrained, reset_classifier
 from .optim import adamw, param_groups_discriminative
-from .train import evaluate, extract_features, fit, set_seed, to_device, train_one_epoch
+from .train import evaluate, extract_features, fit, set_seed, to_device
 
 METHODS = ("scratch", "linear probe", "fine-tune")   # the three curves of chapter 4's central plot
 
@@ -166,16 +166,13 @@ def train_gradual_unfreezing(train: TensorDataset, recipe: Recipe = RECIPES["fin
     epochs = max(epochs, n_stages)
     optimizer = adamw(param_groups_discriminative(   # every parameter, frozen later
         model, recipe.lr, recipe.head_lr_mult, recipe.weight_decay))
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
-        total_steps=epochs * len(loader))
-    criterion, stage = nn.CrossEntropyLoss(), None
-    for epoch in range(epochs):
-        if epoch * n_stages // epochs != stage:   # stages 0, 0, ..., 1, 1, ..., n_stages - 1
-            stage = epoch * n_stages // epochs
-            unfreeze_top(model, stage)
-        train_one_epoch(model, criterion, optimizer, loader, "auto", epoch,
-                        scheduler=scheduler, progress=False)
+    stage = lambda epoch: (epoch - 1) * n_stages // epochs   # noqa: E731  (0, 0, ..., n_stages - 1)
+
+    def unfreeze_next(epoch):
+        if epoch == 1 or stage(epoch) != stage(epoch - 1):
+            unfreeze_top(model, stage(epoch))
+
+    fit(model, loader, epochs=epochs, optimizer=optimizer, progress=False, before_epoch=unfreeze_next)
     return model.eval()
 
 

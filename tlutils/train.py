@@ -165,11 +165,13 @@ def make_optimizer(model: nn.Module, lr: float = 1e-3, weight_decay: float = 1e-
 
 def fit(model: nn.Module, train_loader, *, epochs: int, optimizer=None, lr: float = 1e-3,
         weight_decay: float = 1e-4, criterion=None, val_loader=None, one_cycle: bool = True,
-        device="auto", progress: bool = True) -> History:
+        device="auto", progress: bool = True, before_epoch=None) -> History:
     """Train for `epochs` and return a History (per-epoch loss, accuracy and seconds).
 
     Defaults: cross-entropy, AdamW (`make_optimizer`) and a one-cycle schedule peaking at each
     group's own `lr`. The model is moved to `device` (`to_device`) and left in the mode it had.
+    `before_epoch(epoch)`, if given, runs before each epoch (numbered from 1), e.g. to unfreeze
+    the next block while optimizer and schedule carry on (gradual unfreezing, chapter 4).
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -186,6 +188,8 @@ def fit(model: nn.Module, train_loader, *, epochs: int, optimizer=None, lr: floa
     was_training, history = model.training, History()
     try:
         for epoch in tqdm(range(1, epochs + 1), desc="fit", disable=not progress):
+            if before_epoch is not None:
+                before_epoch(epoch)
             start = time.perf_counter()
             train = train_one_epoch(model, criterion, optimizer, train_loader, device, epoch,
                                     scheduler=scheduler, progress=False)
