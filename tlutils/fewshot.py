@@ -51,6 +51,9 @@ class Recipe:
 # Batch size, compared at those values with `tune(method, lrs=(lr,), augments=(augment,),
 # steps=(300,), batch_sizes=(16, 32))`: scratch 82.7% vs 82.7%, fine-tuning 93.1% vs 92.8%, so
 # both use 16, which halves the cost of a step.
+# Re-run for the shipped checkpoint as it is now (`tune` at batch 32): fine-tuning's best is
+# lr 1e-2 at 93.7% against 93.6% for 3e-3, the probe's lr 1e-3 at 84.3% against 84.2% for 3e-3.
+# Both within 0.1 point, below the noise of two seeds, so the recipes stay as they were chosen.
 RECIPES = {
     "scratch": Recipe(lr=1e-2, steps=300, augment=True),
     "linear probe": Recipe(lr=3e-3, steps=300, augment=False, batch_size=64),
