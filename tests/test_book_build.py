@@ -1,4 +1,5 @@
-"""The book builds with zero warnings, every notebook executes, and every page of _toc.yml exists.
+"""The book builds with zero warnings, every notebook executes, every page of _toc.yml exists,
+and the chapters store outputs only where nbval compares them.
 
 `jupyter-book build` exits 0 even when a notebook raises; -W turns execution failures into a
 non-zero exit, and the log and the execution reports are checked as well.
@@ -11,6 +12,7 @@ import nbformat
 import pytest
 
 from book_helpers import ROOT, built_book, reader_text, solution_markers, toc_files
+from store_outputs import CHECK_TAG, is_checked
 
 pytestmark = pytest.mark.slow
 
@@ -19,6 +21,9 @@ TEXT_SUFFIXES = {".html", ".js", ".txt", ".ipynb", ".md", ".json"}
 # log "[IPKernelApp] WARNING | Kernel is running over TCP without encryption" (ipykernel 7) to
 # the same stream: that is about the local kernel transport, not about the book, so not matched.
 BUILD_PROBLEM = re.compile(r"\b(WARNING|ERROR|CRITICAL|SEVERE):")
+
+
+CHAPTERS = sorted(p.stem for p in (ROOT / "book").glob("*.ipynb"))
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +58,7 @@ def test_no_solution_or_hidden_test_reaches_the_book(build):
     assert not leaks, "\n".join(leaks)
 
 
-@pytest.mark.parametrize("chapter", sorted(p.stem for p in (ROOT / "book").glob("*.ipynb")))
+@pytest.mark.parametrize("chapter", CHAPTERS)
 def test_every_raises_exception_cell_really_raises(build, chapter):
     """A cell tagged `raises-exception` demonstrates a crash: if it stops raising, the chapter no
     longer shows what its prose says, so that is a failure (myst-nb and nbval only allow errors)."""
@@ -63,3 +68,18 @@ def test_every_raises_exception_cell_really_raises(build, chapter):
     silent = [cell.get("id", "?") for cell in tagged
               if not any(out.output_type == "error" for out in cell.outputs)]
     assert not silent, f"{chapter}: cells tagged raises-exception that raised nothing: {silent}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_only_output_checked_cells_store_outputs(chapter):
+    """nbval compares the cells tagged `nbval-check-output` with the outputs stored in the
+    notebook (tests/store_outputs.py writes them); every other cell is stored without outputs."""
+    notebook = nbformat.read(ROOT / "book" / f"{chapter}.ipynb", 4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    stray = [cell.id for cell in code if cell.outputs and not is_checked(cell)]
+    empty = [cell.id for cell in code if is_checked(cell) and not cell.outputs]
+    noisy = [cell.id for cell in code if is_checked(cell) and any(
+        out.output_type == "error" or out.get("name") == "stderr" for out in cell.outputs)]
+    assert not stray, f"{chapter}: outputs stored in cells not tagged {CHECK_TAG}: {stray}"
+    assert not empty, f"{chapter}: cells tagged {CHECK_TAG} with no stored output: {empty}"
+    assert not noisy, f"{chapter}: checked cells that store an error or stderr: {noisy}"
