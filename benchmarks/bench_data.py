@@ -21,7 +21,7 @@ from PIL import ImageFont
 from torchvision import transforms
 
 import tlutils
-from tlutils.data import _STROKES, _draw_glyph, _font_dir, glyph_templates
+from tlutils.data import IMAGE_SIZE, _STROKES, _draw_glyph, _font_dir, glyph_templates
 
 BUDGET_N, BUDGET_S = 20_000, 30.0
 
@@ -53,7 +53,7 @@ def timed(render) -> float:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=BUDGET_N, help="images per pipeline")
-    parser.add_argument("--size", type=int, default=tlutils.IMAGE_SIZE)
+    parser.add_argument("--size", type=int, default=IMAGE_SIZE)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.n} images "
