@@ -40,7 +40,7 @@ def store_outputs(path: Path) -> int:
     for cell, ran in zip(notebook.cells, executed.cells):
         if cell.cell_type != "code":
             continue
-        if is_checked(cell):   # nbval takes a reference without an execution count for unrun
+        if is_checked(cell):   # nbval reads a stored output without an execution count as unrun
             cell.execution_count, cell.outputs = ran.execution_count, kept_outputs(ran)
         else:
             cell.execution_count, cell.outputs = None, []
