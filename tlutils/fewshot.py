@@ -169,13 +169,11 @@ def train_gradual_unfreezing(train: TensorDataset, recipe: Recipe = RECIPES["fin
     epochs = max(epochs, n_stages)
     optimizer = adamw(param_groups_discriminative(   # every parameter, frozen later
         model, recipe.lr, recipe.head_lr_mult, recipe.weight_decay))
-    stage = lambda epoch: (epoch - 1) * n_stages // epochs   # noqa: E731  (0, 0, ..., n_stages - 1)
 
-    def unfreeze_next(epoch):
-        if epoch == 1 or stage(epoch) != stage(epoch - 1):
-            unfreeze_top(model, stage(epoch))
+    def unfreeze_stage(epoch):   # stages 0, 0, ..., 1, 1, ..., n_stages - 1 (unfreeze_top is idempotent)
+        unfreeze_top(model, (epoch - 1) * n_stages // epochs)
 
-    fit(model, loader, epochs=epochs, optimizer=optimizer, progress=False, before_epoch=unfreeze_next)
+    fit(model, loader, epochs=epochs, optimizer=optimizer, progress=False, before_epoch=unfreeze_stage)
     return model.eval()
 
 
