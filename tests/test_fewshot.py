@@ -117,6 +117,24 @@ def test_every_trainer_returns_a_model_of_the_target_classes(few):
         assert out.shape == (len(few), 10), method
 
 
+@pytest.mark.parametrize("method", list(fewshot.TRAINERS))
+def test_every_trainer_moves_the_whole_model_to_the_training_device(few, method):
+    """On CUDA or MPS a model whose head alone was moved would fail at its next evaluate. On the
+    CPU every tensor is on the CPU anyway, so the check records what `Module.to` moved: every
+    parameter and buffer of the returned model must have gone to the device `fit` trains on."""
+    moved, original_to = set(), nn.Module.to
+
+    def recording_to(module, *args, **kwargs):
+        moved.update(map(id, module.parameters()), map(id, module.buffers()))
+        return original_to(module, *args, **kwargs)
+
+    with mock.patch.object(nn.Module, "to", recording_to):
+        model = fewshot._trained(method, few, 0, None if method == "linear probe" else TINY)
+    tensors = {name: id(t) for name, t in [*model.named_parameters(), *model.named_buffers()]}
+    assert not [name for name, i in tensors.items() if i not in moved], method
+    assert tlutils.model_device(model) == tlutils.get_device("auto")
+
+
 def test_unknown_method_is_named_in_the_error(few):
     with pytest.raises(ValueError, match="unknown method 'finetune'"):
         fewshot.accuracy_of("finetune", few, few)

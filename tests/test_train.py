@@ -415,3 +415,38 @@ def test_fit_calls_before_epoch_before_each_epoch():
     fit(model, TensorLoader(data, 4), epochs=3, progress=False, device="cpu",
         before_epoch=lambda epoch: seen.append((epoch, torch.equal(model.classifier.weight, start))))
     assert seen == [(1, True), (2, False), (3, False)]
+
+
+def test_model_device_refuses_a_model_split_over_two_devices():
+    model = TinyNet()
+    model.classifier.to("meta")   # as if only the head had been moved to a GPU
+    with pytest.raises(ValueError, match=r"split over \['cpu', 'meta'\].*to_device"):
+        tlutils.train.model_device(model)
+    with pytest.raises(ValueError, match="split over"):
+        evaluate(model, None, loader(separable(10)))
+
+
+def test_loops_run_where_the_model_is_and_refuse_another_device():
+    model = TinyNet().to("meta")
+    assert tlutils.train.model_device(model) == torch.device("meta")
+    assert tlutils.train.resolve_device(model, None) == torch.device("meta")
+    with pytest.raises(ValueError, match="the model is on meta, not on cpu: move it first"):
+        predict(model, loader(separable(10)), "cpu")
+    assert tlutils.train.model_device(nn.ReLU()) == torch.device("cpu")   # nothing to place
+
+
+def test_accuracy_on_scores_a_whole_dataset():
+    data = separable(50)
+    model = TinyNet()
+    expected = evaluate(model, None, loader(data, 7))["accuracy"]
+    assert tlutils.train.accuracy_on(model, data) == expected
+
+
+def test_seeds_are_disjoint_blocks_chosen_by_the_environment(monkeypatch):
+    monkeypatch.delenv(tlutils.train.SEED_SET_VARIABLE, raising=False)
+    assert tlutils.train.seeds(3) == [0, 1, 2]
+    monkeypatch.setenv(tlutils.train.SEED_SET_VARIABLE, "2")
+    assert tlutils.train.seeds(3) == [2000, 2001, 2002]
+    monkeypatch.setenv(tlutils.train.SEED_SET_VARIABLE, "two")
+    with pytest.raises(ValueError, match="non-negative integer"):
+        tlutils.train.seeds(3)

@@ -13,9 +13,11 @@ from .models import (SHIPPED, SHUFFLED, SmallCNN, get_classifier, load_pretraine
                      reset_classifier, shipped_metadata)
 from .optim import (adamw, param_groups_discriminative, param_groups_layer_decay,
                     param_groups_weight_decay)
-from .train import (History, evaluate, extract_features, fine_tune, fit, get_device,
-                    make_optimizer, predict, set_seed, to_device, train_one_epoch)
-from .metrics import accuracy, bootstrap_ci, confusion_matrix, precision_recall_f1
+from .train import (History, accuracy_on, evaluate, extract_features, fine_tune, fit, get_device,
+                    make_optimizer, model_device, predict, resolve_device, seeds, set_seed, to_device,
+                    train_one_epoch)
+from .metrics import (PairedDifference, accuracy, bootstrap_ci, confusion_matrix, paired_difference,
+                      precision_recall_f1)
 from .plot import (html_table, plot_confusion_matrix, plot_data_efficiency, plot_embedding_2d,
                    plot_history, show_images)
 from .adapt import adapt_batch_norm

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .train import _device_of
+from .train import resolve_device
 
 _BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
 
@@ -25,7 +25,7 @@ def _statistics(bn: nn.Module) -> tuple[torch.Tensor, ...]:
     return bn.running_mean, bn.running_var, bn.num_batches_tracked
 
 
-def adapt_batch_norm(model: nn.Module, data_loader, device="auto") -> nn.Module:
+def adapt_batch_norm(model: nn.Module, data_loader, device=None) -> nn.Module:
     """AdaBN: re-estimate every BatchNorm layer's running statistics on `data_loader`'s images.
 
     Li et al. 2016 (AdaBN), taught in chapter 6. Each BatchNorm layer that tracks running
@@ -43,15 +43,15 @@ def adapt_batch_norm(model: nn.Module, data_loader, device="auto") -> nn.Module:
     The result is the mean of per-batch means and (unbiased) variances: with equal-size batches
     the mean is the data's exact mean; the variance misses the spread of the batch means (about
     1/batch_size of it). One batch holding all the images gives the exact statistics.
-    `device="auto"` runs where the model is. Returns the model, adapted in place. Raises a
-    ValueError for a model without running BatchNorm statistics or a loader with no batches; on
+    It runs where the model is (`device=None`; see `tlutils.resolve_device`). Returns the model,
+    adapted in place. Raises a ValueError for a model without running BatchNorm statistics or a loader with no batches; on
     any error the old statistics are put back.
     """
     bns = [m for m in model.modules() if isinstance(m, _BN_TYPES) and m.track_running_stats]
     if not bns:
         raise ValueError(f"{type(model).__name__} has no BatchNorm layer with running statistics: "
                          "there is nothing for adapt_batch_norm to re-estimate")
-    device = _device_of(model, device)
+    device = resolve_device(model, device)
     modes = {m: m.training for m in model.modules()}
     momenta = [bn.momentum for bn in bns]
     saved = [[buf.clone() for buf in _statistics(bn)] for bn in bns]

@@ -27,7 +27,7 @@ from .data import RandomAffineBatch, TensorLoader, few_shot_subset, load_handwri
 from .freezing import freeze, unfreeze
 from .models import SHIPPED, SmallCNN, get_classifier, load_pretrained, reset_classifier
 from .optim import adamw, param_groups_discriminative
-from .train import evaluate, extract_features, fit, set_seed, to_device
+from .train import evaluate, extract_features, fit, model_device, set_seed, to_device
 
 METHODS = ("scratch", "linear probe", "fine-tune")   # the three curves of chapter 4's central plot
 
@@ -133,12 +133,12 @@ def train_linear_probe(train: TensorDataset, recipe: Recipe = RECIPES["linear pr
     """The pretrained model `source` frozen (BatchNorm included); only a new head learns, on
     cached features."""
     set_seed(seed)
-    model = reset_classifier(load_pretrained(source), num_classes)
+    model = to_device(reset_classifier(load_pretrained(source), num_classes))  # whole, on one device
     freeze(model, ["features"])
     features = extract_features(model.features, TensorLoader(train, 1024))
     loader, epochs = _loader(features, replace(recipe, augment=False), seed)
     fit(get_classifier(model), loader, epochs=epochs, lr=recipe.lr,
-        weight_decay=recipe.weight_decay, progress=False)
+        weight_decay=recipe.weight_decay, device=model_device(model), progress=False)
     return model
 
 

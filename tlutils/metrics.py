@@ -8,6 +8,7 @@ scikit-learn (the tests cross-check `confusion_matrix`, `accuracy_score` and
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -115,3 +116,50 @@ def bootstrap_ci(y_true, y_pred, metric: Callable = accuracy, n_boot: int = 1000
     scores = np.array([metric(y_true[idx], y_pred[idx]) for idx in resamples])
     low, high = np.quantile(scores, [alpha / 2, 1 - alpha / 2])
     return float(low), float(high)
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """How much method A beats method B over paired runs (same seed, same data): the mean of
+    the per-seed differences A - B, a percentile-bootstrap interval for that mean, and the
+    smallest and largest single difference."""
+
+    mean: float
+    low: float
+    high: float
+    min: float
+    max: float
+    n: int
+
+    def reliably_positive(self) -> bool:
+        """A beats B: the whole interval lies above zero."""
+        return self.low > 0
+
+    def reliably_negative(self) -> bool:
+        """B beats A: the whole interval lies below zero."""
+        return self.high < 0
+
+
+def paired_difference(a, b, n_boot: int = 10_000, alpha: float = 0.05,
+                      seed: int = 0) -> PairedDifference:
+    """Compare two methods run on the same seeds: `a[i]` and `b[i]` are scores of seed i.
+
+    The seeds, not the test examples, are resampled, so the interval says how much the mean
+    difference would move with other seeds (chapter 5's bootstrap, over runs). Pairing removes
+    what the seeds share (the same labelled examples, the same initial head). With few seeds
+    the interval is rough; it is still a margin measured from the spread, not one lucky run.
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"a and b must be 1-D and paired (the same length), got shapes "
+                         f"{a.shape} and {b.shape}")
+    if len(a) < 2:
+        raise ValueError("a paired comparison needs at least 2 seeds")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    diff = a - b
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(n_boot, len(diff)))].mean(axis=1)
+    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return PairedDifference(float(diff.mean()), float(low), float(high), float(diff.min()),
+                            float(diff.max()), len(diff))

@@ -7,7 +7,9 @@ bf16 autocast when a GPU is present (`device="auto"`).
 """
 from __future__ import annotations
 
+import itertools
 import math
+import os
 import random
 import time
 from contextlib import nullcontext
@@ -19,6 +21,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
+from .data import TensorLoader
 from .freezing import freeze, unfreeze
 from .models import get_classifier
 from .optim import adamw, param_groups_discriminative, param_groups_weight_decay
@@ -42,6 +45,28 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)   # also seeds every CUDA device
 
 
+SEED_SET_VARIABLE = "TLUTILS_SEED_SET"
+SEED_SET_STRIDE = 1000
+
+
+def seeds(n: int) -> list[int]:
+    """The `n` seeds a chapter's experiments run with: 0 .. n-1, or another disjoint block.
+
+    A claim that compares methods must hold for other seeds than the ones it was written on.
+    `TLUTILS_SEED_SET=j` (j >= 1) gives the seeds 1000 j .. 1000 j + n - 1 instead, so that
+    `benchmarks/claims.py` can re-run every chapter on sets that share no seed with the default.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    value = os.environ.get(SEED_SET_VARIABLE, "0")
+    if not value.isdigit():
+        raise ValueError(f"{SEED_SET_VARIABLE} must be a non-negative integer, got {value!r}")
+    start = int(value) * SEED_SET_STRIDE
+    if n > SEED_SET_STRIDE:
+        raise ValueError(f"at most {SEED_SET_STRIDE} seeds per set, got {n}")
+    return list(range(start, start + n))
+
+
 def to_device(model: nn.Module, device="auto") -> nn.Module:
     """Move `model` to `device`, its convolution weights in channels-last memory format.
 
@@ -52,12 +77,31 @@ def to_device(model: nn.Module, device="auto") -> nn.Module:
     return model.to(get_device(device), memory_format=torch.channels_last)
 
 
-def _device_of(model: nn.Module, device) -> torch.device:
-    """For loops over an existing model, "auto" means wherever the model's weights already are."""
-    if str(device) == "auto":
-        param = next(model.parameters(), None)
-        return param.device if param is not None else get_device("auto")
-    return torch.device(device)
+def model_device(model: nn.Module) -> torch.device:
+    """The one device that holds all of `model`'s parameters and buffers (the CPU if it has none).
+
+    A model split over two devices fails at its first forward pass with an error that names
+    neither the module nor the fix, so it is refused here instead.
+    """
+    devices = {t.device for t in itertools.chain(model.parameters(), model.buffers())}
+    if len(devices) > 1:
+        raise ValueError(f"the model's parameters and buffers are split over {sorted(map(str, devices))}: "
+                         "move the whole model with tlutils.to_device(model, device)")
+    return devices.pop() if devices else torch.device("cpu")
+
+
+def resolve_device(model: nn.Module, device) -> torch.device:
+    """The device a loop over an existing model runs on: where the model is (`device=None`), or
+    `device` (`"auto"`: the best one, as everywhere), which must then be where the model is."""
+    here = model_device(model)
+    if device is None:
+        return here
+    wanted = get_device(device)
+    if (wanted.type, wanted.index or 0) != (here.type, here.index or 0):
+        raise ValueError(f"the model is on {here}, not on {wanted}: move it first with "
+                         f"tlutils.to_device(model, {str(wanted)!r}), or pass device=None to run "
+                         "where it is")
+    return here
 
 
 def _autocast(device: torch.device):
@@ -96,14 +140,14 @@ class History:
         return asdict(self)
 
 
-def train_one_epoch(model: nn.Module, criterion, optimizer, data_loader, device="auto",
+def train_one_epoch(model: nn.Module, criterion, optimizer, data_loader, device=None,
                     epoch: int | None = None, *, scheduler=None, progress: bool = True) -> dict:
     """One pass over `data_loader`; returns {"loss", "accuracy"} averaged over examples.
 
-    `scheduler` (if any) steps after every batch, as one-cycle schedules expect. A NaN or
+    It runs where the model is (`device=None`). `scheduler` (if any) steps after every batch, as one-cycle schedules expect. A NaN or
     infinite loss stops training with a FloatingPointError instead of silently ruining the weights.
     """
-    device = _device_of(model, device)
+    device = resolve_device(model, device)
     _check_loader(data_loader)
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
@@ -130,12 +174,12 @@ def train_one_epoch(model: nn.Module, criterion, optimizer, data_loader, device=
 
 
 @torch.no_grad()   # not inference_mode: its tensors could not be used to train a head later
-def predict(model: nn.Module, data_loader, device="auto") -> tuple[torch.Tensor, torch.Tensor]:
+def predict(model: nn.Module, data_loader, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and targets for a whole loader, in eval mode; the model's mode is restored after.
 
-    `device="auto"` runs where the model is; the outputs come back on the CPU.
+    It runs where the model is (`device=None`); the outputs come back on the CPU.
     """
-    device = _device_of(model, device)
+    device = resolve_device(model, device)
     _check_loader(data_loader)
     was_training = model.training
     model.eval()
@@ -150,12 +194,18 @@ def predict(model: nn.Module, data_loader, device="auto") -> tuple[torch.Tensor,
         model.train(was_training)
 
 
-def evaluate(model: nn.Module, criterion, data_loader, device="auto") -> dict:
+def evaluate(model: nn.Module, criterion, data_loader, device=None) -> dict:
     """Loss and accuracy on `data_loader` in eval mode, without gradients: {"loss", "accuracy"}."""
     logits, targets = predict(model, data_loader, device)
     _check_targets(targets, logits)
     loss = criterion(logits, targets).item() if criterion is not None else float("nan")
     return {"loss": loss, "accuracy": (logits.argmax(1) == targets).float().mean().item()}
+
+
+def accuracy_on(model: nn.Module, dataset: TensorDataset, batch_size: int = 1024) -> float:
+    """Accuracy of `model` on a whole in-memory dataset, where the model is (eval mode, no
+    gradients): the one-line score every chapter needs."""
+    return evaluate(model, None, TensorLoader(dataset, batch_size))["accuracy"]
 
 
 def make_optimizer(model: nn.Module, lr: float = 1e-3, weight_decay: float = 1e-4):
@@ -169,7 +219,8 @@ def fit(model: nn.Module, train_loader, *, epochs: int, optimizer=None, lr: floa
     """Train for `epochs` and return a History (per-epoch loss, accuracy and seconds).
 
     Defaults: cross-entropy, AdamW (`make_optimizer`) and a one-cycle schedule peaking at each
-    group's own `lr`. The model is moved to `device` (`to_device`) and left in the mode it had.
+    group's own `lr`. The whole model is moved to `device` (`"auto"`: CUDA, then MPS, then the
+    CPU; `to_device`) and left there, in the mode it had.
     `before_epoch(epoch)`, if given, runs before each epoch (numbered from 1), e.g. to unfreeze
     the next block while optimizer and schedule carry on (gradual unfreezing, chapter 4).
     """
@@ -225,7 +276,7 @@ def fine_tune(model: nn.Module, train_loader, *, head_epochs: int, epochs: int, 
     return head_history, full_history
 
 
-def extract_features(backbone: nn.Module, data_loader, device="auto") -> TensorDataset:
+def extract_features(backbone: nn.Module, data_loader, device=None) -> TensorDataset:
     """Run a (frozen) backbone once over a loader, in eval mode: a TensorDataset of
     (features, targets) to train a head on many times without touching the backbone again."""
     features, targets = predict(backbone, data_loader, device)
