@@ -1,8 +1,11 @@
+import math
+
 import numpy as np
 import pytest
 import torch
 from sklearn import metrics as skm
 
+from tlutils import metrics
 from tlutils.metrics import accuracy, bootstrap_ci, confusion_matrix, precision_recall_f1
 
 
@@ -157,3 +160,22 @@ def test_bootstrap_wider_for_smaller_alpha():
     low90, high90 = bootstrap_ci(y_true, y_pred, alpha=0.1)
     low99, high99 = bootstrap_ci(y_true, y_pred, alpha=0.01)
     assert low99 <= low90 and high90 <= high99
+
+
+def test_paired_difference_interval_holds_the_mean_and_reads_the_sign():
+    a, b = [0.90, 0.92, 0.88, 0.91, 0.93], [0.85, 0.86, 0.86, 0.84, 0.88]
+    d = metrics.paired_difference(a, b)
+    assert d.n == 5 and d.low <= d.mean <= d.high
+    assert math.isclose(d.mean, np.mean(np.subtract(a, b)))
+    assert (d.min, d.max) == pytest.approx((0.02, 0.07))
+    assert d.reliably_positive() and not d.reliably_negative()
+    noise = metrics.paired_difference([0.5, 0.6, 0.4, 0.55], [0.55, 0.5, 0.5, 0.45])
+    assert noise.low < 0 < noise.high and not noise.reliably_positive()
+    assert metrics.paired_difference(b, a).reliably_negative()
+
+
+def test_paired_difference_refuses_unpaired_or_single_runs():
+    with pytest.raises(ValueError, match="paired"):
+        metrics.paired_difference([0.1, 0.2], [0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        metrics.paired_difference([0.1], [0.2])
