@@ -1,18 +1,21 @@
 # Two commands do all the set-up on a fresh machine:
 #   make book   build the HTML book into _build/html
 #   make test   run the whole test suite
+# and one for maintainers:
+#   make test-fast   the unit tests only (no chapter, no exercise, no book build)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 MATHJAX := _mathjax/_static/mathjax/tex-chtml.js
 
-.PHONY: book test browser clean
+.PHONY: book test test-fast browser clean
 
+# requirements.txt is the lock file (every package pinned, with hashes; README says how to
+# refresh it from requirements.in), so pip installs exactly those versions and checks each hash.
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 # MathJax 3 ships inside a PyPI package; the book serves it from its own pages (offline math).
@@ -30,8 +33,16 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
 
+# Two pytest runs, so that each chapter executes once: the first runs the unit tests, the
+# exercises' grading and every chapter under nbval (two processes, a notebook each, stored in the
+# book's execution cache by book/conftest.py); the second builds the book from that cache and
+# checks it in a browser and in JupyterLab.
 test: $(STAMP) $(MATHJAX) browser
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile -m "not book"
+	$(PY) -m pytest -m book
+
+test-fast: $(STAMP)
+	$(PY) -m pytest tests -m "not slow"
 
 clean:
 	rm -rf _build _mathjax

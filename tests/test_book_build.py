@@ -14,7 +14,7 @@ import pytest
 from book_helpers import ROOT, built_book, reader_text, solution_markers, toc_files
 from store_outputs import CHECK_TAG, is_checked
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.book]
 
 TEXT_SUFFIXES = {".html", ".js", ".txt", ".ipynb", ".md", ".json"}
 # Sphinx and docutils report as "[path:line: ]WARNING: message". Kernels started for execution

@@ -25,7 +25,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from book_helpers import ROOT, built_book, solution_markers
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.book]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
