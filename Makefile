@@ -38,8 +38,8 @@ browser:
 # book's execution cache by book/conftest.py); the second builds the book from that cache and
 # checks it in a browser and in JupyterLab.
 test: $(STAMP) $(MATHJAX) browser
-	$(PY) -m pytest -n 2 --dist loadfile -m "not book"
-	$(PY) -m pytest -m book
+	$(PY) -m pytest -n 2 --dist loadfile -m "not book" --durations=15
+	$(PY) -m pytest -m book --durations=5
 
 test-fast: $(STAMP)
 	$(PY) -m pytest tests -m "not slow"
