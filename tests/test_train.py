@@ -450,3 +450,11 @@ def test_seeds_are_disjoint_blocks_chosen_by_the_environment(monkeypatch):
     monkeypatch.setenv(tlutils.train.SEED_SET_VARIABLE, "two")
     with pytest.raises(ValueError, match="non-negative integer"):
         tlutils.train.seeds(3)
+
+
+@pytest.mark.parametrize("extra", [{"lr": 0.1}, {"weight_decay": 0.0}])
+def test_fit_refuses_lr_or_weight_decay_beside_an_optimizer(extra):
+    model = TinyNet()
+    optimizer = make_optimizer(model)
+    with pytest.raises(ValueError, match="either an optimizer or lr/weight_decay"):
+        fit(model, loader(separable(20)), epochs=1, optimizer=optimizer, progress=False, **extra)

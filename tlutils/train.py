@@ -213,24 +213,31 @@ def make_optimizer(model: nn.Module, lr: float = 1e-3, weight_decay: float = 1e-
     return adamw(param_groups_weight_decay(model, lr, weight_decay))
 
 
-def fit(model: nn.Module, train_loader, *, epochs: int, optimizer=None, lr: float = 1e-3,
-        weight_decay: float = 1e-4, criterion=None, val_loader=None, one_cycle: bool = True,
+def fit(model: nn.Module, train_loader, *, epochs: int, optimizer=None, lr: float | None = None,
+        weight_decay: float | None = None, criterion=None, val_loader=None, one_cycle: bool = True,
         device="auto", progress: bool = True, before_epoch=None) -> History:
     """Train for `epochs` and return a History (per-epoch loss, accuracy and seconds).
 
-    Defaults: cross-entropy, AdamW (`make_optimizer`) and a one-cycle schedule peaking at each
-    group's own `lr`. The whole model is moved to `device` (`"auto"`: CUDA, then MPS, then the
-    CPU; `to_device`) and left there, in the mode it had.
+    Defaults: cross-entropy, AdamW (`make_optimizer`, lr 1e-3, weight decay 1e-4) and a one-cycle
+    schedule peaking at each group's own `lr`. An `optimizer` brings its own learning rates and
+    decay, so passing `lr` or `weight_decay` with it is an error, not silently ignored. The whole
+    model is moved to `device` (`"auto"`: CUDA, then MPS, then the CPU; `to_device`) and left
+    there, in the mode it had.
     `before_epoch(epoch)`, if given, runs before each epoch (numbered from 1), e.g. to unfreeze
     the next block while optimizer and schedule carry on (gradual unfreezing, chapter 4).
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if optimizer is not None and (lr is not None or weight_decay is not None):
+        raise ValueError("pass either an optimizer or lr/weight_decay, not both: an optimizer "
+                         "already holds its learning rates and weight decay")
     _check_loader(train_loader)
     device = get_device(device)
     to_device(model, device)
     criterion = criterion if criterion is not None else nn.CrossEntropyLoss()
-    optimizer = optimizer if optimizer is not None else make_optimizer(model, lr, weight_decay)
+    if optimizer is None:
+        optimizer = make_optimizer(model, 1e-3 if lr is None else lr,
+                                   1e-4 if weight_decay is None else weight_decay)
     scheduler = None
     if one_cycle:
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
