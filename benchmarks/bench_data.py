@@ -21,7 +21,7 @@ from PIL import ImageFont
 from torchvision import transforms
 
 import tlutils
-from tlutils.data import IMAGE_SIZE, _STROKES, _draw_glyph, _font_dir, glyph_templates
+from tlutils.data import IMAGE_SIZE, STROKES, draw_glyph, font_dir, glyph_templates
 
 BUDGET_N, BUDGET_S = 20_000, 30.0
 
@@ -30,7 +30,7 @@ def per_image_glyphs(n: int, size: int, seed: int) -> torch.Tensor:
     """n images drawn and augmented one at a time (PIL, then torchvision transforms)."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
-    fonts = [ImageFont.truetype(str(_font_dir() / name), 64) for name in tlutils.FONTS]
+    fonts = [ImageFont.truetype(str(font_dir() / name), 64) for name in tlutils.FONTS]
     augment = transforms.Compose([
         transforms.RandomAffine(12, translate=(0.12, 0.12), scale=(0.8, 1.05), shear=10),
         transforms.Resize(size, antialias=True),
@@ -38,7 +38,7 @@ def per_image_glyphs(n: int, size: int, seed: int) -> torch.Tensor:
     ])
     out = torch.empty(n, 1, size, size)
     for i in range(n):
-        glyph = _draw_glyph(rng.choice(fonts), rng.choice(tlutils.DIGITS), rng.choice(_STROKES))
+        glyph = draw_glyph(rng.choice(fonts), rng.choice(tlutils.DIGITS), rng.choice(STROKES))
         image = augment(torch.from_numpy(glyph)[None])
         out[i] = (image + 0.05 * rng.random() * torch.randn_like(image)).clamp(0, 1)
     return out

@@ -29,19 +29,20 @@ FONTS = (
     "STIXGeneralItalic.ttf", "STIXGeneralBolIta.ttf", "cmr10.ttf", "cmb10.ttf", "cmss10.ttf",
     "cmti10.ttf", "cmtt10.ttf",
 )
-_STROKES = (0, 1, 2)    # extra stroke width in template pixels: thin, regular and heavy ink
+STROKES = (0, 1, 2)    # extra stroke width in template pixels: thin, regular and heavy ink
 _TEMPLATE = 64          # glyphs are drawn at 64x64 and then warped and shrunk in one batch
 _HANDWRITTEN_TEST_FRACTION = 0.4
 _HANDWRITTEN_SPLIT_SEED = 0   # the test split is fixed: every chapter and exercise sees the same one
 
 
-def _font_dir() -> Path:
+def font_dir() -> Path:
+    """The folder of the TrueType fonts that matplotlib ships (the source task's typefaces)."""
     import matplotlib
 
     return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 
 
-def _draw_glyph(font, char: str, stroke: int) -> np.ndarray:
+def draw_glyph(font, char: str, stroke: int) -> np.ndarray:
     """One glyph, white on black, scaled to fill a square canvas like a handwritten digit does."""
     from PIL import Image, ImageDraw
 
@@ -64,10 +65,10 @@ def glyph_templates(chars: str = DIGITS) -> tuple[torch.Tensor, torch.Tensor]:
 
     images, labels = [], []
     for name in FONTS:
-        font = ImageFont.truetype(str(_font_dir() / name), 64)
+        font = ImageFont.truetype(str(font_dir() / name), 64)
         for label, char in enumerate(chars):
-            for stroke in _STROKES:
-                images.append(_draw_glyph(font, char, stroke))
+            for stroke in STROKES:
+                images.append(draw_glyph(font, char, stroke))
                 labels.append(label)
     return torch.from_numpy(np.stack(images)).unsqueeze(1), torch.tensor(labels)
 
