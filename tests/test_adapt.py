@@ -46,8 +46,7 @@ def reference_statistics(model: nn.Sequential, x: torch.Tensor):
     return stats
 
 
-def bn_layers(model):
-    return [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+bn_layers = tlutils.batch_norm_layers
 
 
 def test_one_batch_gives_the_exact_statistics_of_every_layer():

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from tlutils.freezing import (count_parameters, freeze, freeze_batch_norm, trainable_parameters,
-                              unfreeze)
+from tlutils.freezing import (batch_norm_layers, count_parameters, freeze, freeze_batch_norm,
+                              trainable_parameters, unfreeze)
 from tlutils.models import SmallCNN
 
 
@@ -213,3 +213,9 @@ def test_deepcopy_of_frozen_model_stays_frozen():
     unfreeze(clone).train()
     assert all(bn.training for bn in batch_norms(clone))
     assert not any(bn.training for bn in batch_norms(original.train()))
+
+
+def test_batch_norm_layers_finds_every_dimension_and_nothing_else():
+    model = nn.Sequential(nn.BatchNorm1d(3), nn.Sequential(nn.BatchNorm2d(3), nn.LayerNorm(3)),
+                          nn.GroupNorm(1, 3), nn.BatchNorm3d(3), nn.Linear(3, 3))
+    assert batch_norm_layers(model) == [model[0], model[1][0], model[3]]

@@ -9,7 +9,7 @@ from torch.utils.data import TensorDataset
 
 import tlutils.train
 from tlutils.data import TensorLoader, render_glyphs
-from tlutils.freezing import freeze
+from tlutils.freezing import batch_norm_layers, freeze
 from tlutils.models import SmallCNN
 from tlutils.train import (History, evaluate, extract_features, fine_tune, fit, get_device,
                            make_optimizer, predict, set_seed, to_device, train_one_epoch)
@@ -44,7 +44,7 @@ def empty_loader():
 
 
 def bn_state(model):
-    return [t.clone() for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+    return [t.clone() for m in batch_norm_layers(model)
             for t in (m.running_mean, m.running_var, m.num_batches_tracked)]
 
 

@@ -8,7 +8,8 @@ scratch, linear probe and fine-tuning; import it as `tlutils.fewshot`).
 from .data import (DIGITS, FONTS, RandomAffineBatch, TensorLoader, few_shot_indices,
                    few_shot_subset, load_handwritten, load_image_folder, render_glyphs,
                    train_val_split)
-from .freezing import count_parameters, freeze, freeze_batch_norm, trainable_parameters, unfreeze
+from .freezing import (batch_norm_layers, count_parameters, freeze, freeze_batch_norm,
+                       trainable_parameters, unfreeze)
 from .models import (SHIPPED, SHUFFLED, SmallCNN, get_classifier, load_pretrained,
                      reset_classifier, shipped_metadata)
 from .optim import (adamw, param_groups_discriminative, param_groups_layer_decay,

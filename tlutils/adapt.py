@@ -11,9 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .freezing import batch_norm_layers
 from .train import resolve_device
-
-_BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
 
 
 def _inputs_of(batch) -> torch.Tensor:
@@ -47,7 +46,7 @@ def adapt_batch_norm(model: nn.Module, data_loader, device=None) -> nn.Module:
     adapted in place. Raises a ValueError for a model without running BatchNorm statistics or a loader with no batches; on
     any error the old statistics are put back.
     """
-    bns = [m for m in model.modules() if isinstance(m, _BN_TYPES) and m.track_running_stats]
+    bns = [m for m in batch_norm_layers(model) if m.track_running_stats]
     if not bns:
         raise ValueError(f"{type(model).__name__} has no BatchNorm layer with running statistics: "
                          "there is nothing for adapt_batch_norm to re-estimate")

@@ -16,7 +16,12 @@ from typing import Iterable
 
 from torch import nn
 
-_BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
+BATCH_NORM_TYPES = (nn.modules.batchnorm._BatchNorm,)   # BatchNorm1d/2d/3d, SyncBatchNorm, lazy ones
+
+
+def batch_norm_layers(model: nn.Module) -> list[nn.Module]:
+    """Every BatchNorm layer of `model` (any dimension), in `modules()` order."""
+    return [m for m in model.modules() if isinstance(m, BATCH_NORM_TYPES)]
 
 
 def _resolve(model: nn.Module, submodules) -> list[nn.Module]:
@@ -45,16 +50,15 @@ def _stay_in_eval(self: nn.Module, mode: bool = True) -> nn.Module:
 
 def freeze_batch_norm(model: nn.Module) -> nn.Module:
     """Put every BatchNorm layer of `model` in eval mode and keep it there through `train()`."""
-    for m in model.modules():
-        if isinstance(m, _BN_TYPES):
-            m.train = types.MethodType(_stay_in_eval, m)
-            nn.Module.train(m, False)
+    for m in batch_norm_layers(model):
+        m.train = types.MethodType(_stay_in_eval, m)
+        nn.Module.train(m, False)
     return model
 
 
 def _unfreeze_batch_norm(module: nn.Module, mode: bool) -> None:
-    for m in module.modules():
-        if isinstance(m, _BN_TYPES) and "train" in m.__dict__:
+    for m in batch_norm_layers(module):
+        if "train" in m.__dict__:
             del m.train
             nn.Module.train(m, mode)
 
@@ -67,7 +71,7 @@ def freeze(model: nn.Module, submodules=None, *, train_bn: bool = False) -> nn.M
     """
     for module in _resolve(model, submodules):
         for m in module.modules():
-            is_bn = isinstance(m, _BN_TYPES)
+            is_bn = isinstance(m, BATCH_NORM_TYPES)
             for p in m.parameters(recurse=False):
                 p.requires_grad = train_bn and is_bn
         if not train_bn:
