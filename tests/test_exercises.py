@@ -32,7 +32,6 @@ from grading import (
 
 pytestmark = pytest.mark.slow
 
-BATCH_CELL_TIMEOUT_S = 20  # a correct cell needs far less, even on a busy machine
 WORKERS = min(4, len(os.sched_getaffinity(0)))  # course directories graded at once
 FAILED_STUDENT = re.compile(r"There was an error processing assignment '[^']*' for student '([^']*)'")
 # Student ids starting with "0" sort before the others, and nbgrader grades in sorted order.
@@ -101,7 +100,7 @@ def graded(course, tmp_path_factory) -> Graded:
     graded_in = {"perfect": course} | {student: shares[i % WORKERS] for i, student in enumerate(batch)}
     for student, notebooks in batch.items():
         graded_in[student].submit(student, notebooks)
-    timeout = cell_timeout(course.assignment, BATCH_CELL_TIMEOUT_S)
+    timeout = cell_timeout(course.assignment)
     # Without --force, autograde skips `perfect`, graded already (and copied into every share).
     runs = autograde_in_parallel(shares, f"--Execute.timeout={timeout}")
     scores = {student: grades for share in shares for student, grades in share.scores().items()}

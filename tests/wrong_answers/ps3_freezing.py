@@ -10,9 +10,6 @@ FREEZE = solution_source("ps3_freezing", "freeze_all_but")
 CACHE = solution_source("ps3_freezing", "cached_features")
 HEAD = solution_source("ps3_freezing", "train_linear_head")
 
-# Importing torch, tlutils and the handwritten digits can take longer than the harness's default
-# 10 s per cell when the machine is busy; the slowest correct cell needs a few seconds when idle.
-CELL_TIMEOUT = 30
 
 WRONG_ANSWERS = [
     WrongAnswer(  # the classic: requires_grad only, BatchNorm follows model.train() and drifts

@@ -12,9 +12,6 @@ F1 = solution_source("ps5_evaluation", "macro_micro_f1")
 SPLIT = solution_source("ps5_evaluation", "few_shot_split")
 BOOT = solution_source("ps5_evaluation", "bootstrap_interval")
 
-# The setup cell imports scikit-learn, which takes more than the harness's default 10 s per cell
-# on a loaded 2-core machine.
-CELL_TIMEOUT = 30
 
 WRONG_ANSWERS = [
     WrongAnswer(  # rows are predictions and columns the truth: the transpose
