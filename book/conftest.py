@@ -5,7 +5,9 @@ The outputs it collects make an executed notebook; these hooks store it in the b
 cache (jupyter-cache, `_build/.jupyter_cache`), keyed as myst-nb keys it, on the code of the
 notebook. `jupyter-book build` (tests/test_book_build.py, the second pytest run) then finds every
 chapter in the cache and renders it without executing it again. A chapter with a failing cell
-is not stored: the build executes it itself, and fails on it too.
+is not stored: the build executes it itself, and fails on it too. (myst-nb writes the notebook it
+read, not the cached outputs, to _build/jupyter_execute when it uses the cache: read executed
+outputs from the cache, never from there.)
 """
 from __future__ import annotations
 
@@ -21,11 +23,33 @@ CACHE = Path(__file__).resolve().parents[1] / "_build" / ".jupyter_cache"  # JB1
 _executed: dict[Path, dict] = {}   # chapter -> {"notebook", "cells run", "failed"}
 
 
+RAISES = "raises-exception"
+
+
+def pytest_collection_modifyitems(items):
+    """Keep each chapter's cells together on one pytest-xdist worker (`--dist loadgroup`): they
+    run in order, in one kernel."""
+    for item in items:
+        if isinstance(item, IPyNbCell):
+            item.add_marker(pytest.mark.xdist_group(str(item.parent.path)))
+
+
+def _raised_nothing(item) -> bool:
+    """A cell tagged raises-exception demonstrates a crash: nbval allows it to raise, and here it
+    must, or the chapter no longer shows what its prose says."""
+    return (RAISES in item.cell.metadata.get("tags", [])
+            and not any(out.output_type == "error" for out in item.test_outputs or []))
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
-    """After each cell nbval ran, keep its outputs in the notebook nbval read (once compared)."""
+    """After each cell nbval ran: fail a raises-exception cell that raised nothing, and keep the
+    cell's outputs in the notebook nbval read (once compared)."""
     report = yield
     if isinstance(item, IPyNbCell) and report.when == "call":
+        if report.passed and _raised_nothing(item):
+            report.outcome = "failed"
+            report.longrepr = f"{item.name}: tagged {RAISES}, but the cell raised nothing"
         run = _executed.setdefault(Path(item.parent.path), {"notebook": item.parent.nb,
                                                             "cells run": 0, "failed": False})
         run["failed"] |= report.failed or report.skipped
