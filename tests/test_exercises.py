@@ -37,7 +37,9 @@ FAILED_STUDENT = re.compile(r"There was an error processing assignment '[^']*' f
 # Student ids starting with "0" sort before the others, and nbgrader grades in sorted order.
 # Each replaces the last answer cell.
 MISBEHAVING = {
-    "0_infinite_loop": "while True:\n    pass\n",  # times out; the kernel is interrupted
+    # never returns, so it times out and the kernel is interrupted; it sleeps rather than spins,
+    # so that waiting out the timeout costs the other tests no CPU
+    "0_infinite_loop": "import time\nwhile True:\n    time.sleep(0.1)\n",
     "0_sys_exit": "import sys\nsys.exit(1)\n",  # an error like any other
     "0_kernel_death": "import os\nos._exit(1)\n",  # the kernel process dies
 }

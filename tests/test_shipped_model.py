@@ -53,12 +53,11 @@ def test_linear_probe_with_10_labels_per_class_at_least_80_percent():
 
 
 @pytest.mark.slow
-def test_fine_tuning_beats_scratch_where_labels_are_scarce():
-    fine_1, scratch_1 = (mean_accuracy(m, 1) for m in ("fine-tune", "scratch"))
-    fine_3, scratch_3 = (mean_accuracy(m, 3) for m in ("fine-tune", "scratch"))
-    assert fine_1 >= 0.80
-    assert fine_1 >= scratch_1 + 0.10
-    assert fine_3 >= scratch_3 + 0.03
+def test_fine_tuning_with_1_label_per_class_at_least_80_percent():
+    """How much fine-tuning beats scratch where labels are scarce is chapter 4.1's claim, asserted
+    there over 5 paired seeds with intervals (and re-checked on other seed sets by
+    benchmarks/claims.py); here, the foundation's absolute target for the shipped model."""
+    assert mean_accuracy("fine-tune", 1) >= 0.80
 
 
 @pytest.mark.slow
