@@ -38,7 +38,7 @@ browser:
 # book's execution cache by book/conftest.py); the second builds the book from that cache and
 # checks it in a browser and in JupyterLab.
 test: $(STAMP) $(MATHJAX) browser
-	$(PY) -m pytest -n 2 --dist loadgroup -m "not book" --durations=15
+	$(PY) -m pytest -n 2 --dist loadfile -m "not book" --durations=15
 	$(PY) -m pytest -m book --durations=5
 
 test-fast: $(STAMP)

@@ -21,17 +21,7 @@ from nbval.plugin import IPyNbCell
 
 CACHE = Path(__file__).resolve().parents[1] / "_build" / ".jupyter_cache"  # JB1's default
 _executed: dict[Path, dict] = {}   # chapter -> {"notebook", "cells run", "failed"}
-
-
 RAISES = "raises-exception"
-
-
-def pytest_collection_modifyitems(items):
-    """Keep each chapter's cells together on one pytest-xdist worker (`--dist loadgroup`): they
-    run in order, in one kernel."""
-    for item in items:
-        if isinstance(item, IPyNbCell):
-            item.add_marker(pytest.mark.xdist_group(str(item.parent.path)))
 
 
 def _raised_nothing(item) -> bool:
