@@ -10,11 +10,11 @@ MATHJAX := _mathjax/_static/mathjax/tex-chtml.js
 
 .PHONY: book test test-fast browser clean
 
-# requirements.txt is the lock file (every package pinned, with hashes; README says how to
+# requirements.lock is the lock file (every package pinned, with hashes; README says how to
 # refresh it from requirements.in), so pip installs exactly those versions and checks each hash.
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -r requirements.lock
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
