@@ -34,11 +34,12 @@ browser:
 	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
 
 # Two pytest runs, so that each chapter executes once: the first runs the unit tests, the
-# exercises' grading and every chapter under nbval (two processes, a notebook each, stored in the
-# book's execution cache by book/conftest.py); the second builds the book from that cache and
-# checks it in a browser and in JupyterLab.
+# exercises' grading and every chapter under nbval, in two processes that share the work by units
+# (an assignment, a chapter, a test file: tests/conftest.py), each chapter stored in the book's
+# execution cache by book/conftest.py; the second builds the book from that cache and checks it in
+# a browser and in JupyterLab.
 test: $(STAMP) $(MATHJAX) browser
-	$(PY) -m pytest -n 2 --dist loadfile -m "not book" --durations=15
+	$(PY) -m pytest -n 2 --dist loadscope -m "not book" --durations=15
 	$(PY) -m pytest -m book --durations=5
 
 test-fast: $(STAMP)

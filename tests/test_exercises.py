@@ -1,16 +1,20 @@
 """Every nbgrader assignment round-trips through the real nbgrader commands and grades as intended.
 
 Per assignment (each solutions/ps* folder) one throwaway course directory is generated and
-autograded twice, and every test below reads from it:
-  1. the solution, submitted as student `perfect`, alone and with the course's real configuration
-     (benchmarks/bench_grading.py times this step against the 120 s budget);
-  2. one batch with a short per-cell timeout: the untouched release (`blank`), every wrong answer
-     declared in tests/wrong_answers/<assignment>.py (packed into bundles of answers to different
-     parts, `grading.bundles`, so a batch needs a few submissions, not one per mistake), and three
-     submissions that misbehave in their
-     last answer cell (an infinite loop, a sys.exit, a killed kernel), sorted first so that the
-     rest of the batch shows they did not stop it. The batch is dealt out to copies of the course directory, one per core,
-     graded at the same time.
+autograded once, as one batch with a short per-cell timeout (`grading.BATCH_CELL_TIMEOUT_S`), and
+every test below reads from it. The batch holds the solution (student `perfect`), the untouched
+release (`blank`) and every wrong answer declared in tests/wrong_answers/<assignment>.py, packed
+into bundles of answers to different parts (`grading.bundles`), so that a batch needs a few
+submissions, not one per mistake. benchmarks/bench_grading.py times the solution alone, with the
+course's real configuration, against the 120 s budget.
+
+What does not depend on an assignment's content, but on nbgrader_config.py, is checked on one
+assignment, the quickest to grade (GRADER_CHECKS_ON): that three submissions misbehaving in their
+last answer cell (an infinite loop, a sys.exit, a killed kernel), graded first, do not stop the rest
+of the batch, and that the Validate button passes the solution and fails the release.
+
+A batch is dealt out to copies of the course directory, graded at the same time, as many as there
+are cores per pytest process (one under `make test`, whose two processes keep both cores busy).
 To add an assignment: add solutions/psN/, generate exercises/psN/ and declare its wrong answers.
 """
 from __future__ import annotations
@@ -32,10 +36,12 @@ from grading import (
 
 pytestmark = pytest.mark.slow
 
-WORKERS = min(4, len(os.sched_getaffinity(0)))  # course directories graded at once
+GRADER_CHECKS_ON = "ps2_loss"
+# course directories graded at once: the cores this pytest process has to itself
+SHARES = max(1, min(4, len(os.sched_getaffinity(0)) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))))
 FAILED_STUDENT = re.compile(r"There was an error processing assignment '[^']*' for student '([^']*)'")
 # Student ids starting with "0" sort before the others, and nbgrader grades in sorted order.
-# Each replaces the last answer cell.
+# Each replaces the last answer cell. Graded only in GRADER_CHECKS_ON's batch.
 MISBEHAVING = {
     # never returns, so it times out and the kernel is interrupted; it sleeps rather than spins,
     # so that waiting out the timeout costs the other tests no CPU
@@ -47,11 +53,10 @@ MISBEHAVING = {
 
 @dataclass
 class Graded:
-    """One assignment's course directory after both autograde runs, and what they produced."""
+    """One assignment's course directory after its batch was autograded, and what that produced."""
 
     course: Course
     cells: list[GradedCell]
-    perfect_run: CompletedProcess
     batch_runs: list[CompletedProcess]
     scores: dict[str, dict[str, float | None]]
     graded_in: dict[str, Course]  # student id -> the course directory that graded it
@@ -69,6 +74,11 @@ class Graded:
         """The student's notebooks as autograde left them, outputs included."""
         return list(read_notebooks(self.graded_in[student].folder("autograded", student)).values())
 
+    @property
+    def failed(self) -> set[str]:
+        """The students nbgrader reported it could not process (it grades the others first)."""
+        return {student for run in self.batch_runs for student in FAILED_STUDENT.findall(run.stderr)}
+
 
 @pytest.fixture(scope="module", params=assignments())
 def course(request, tmp_path_factory) -> Course:
@@ -79,12 +89,14 @@ def course(request, tmp_path_factory) -> Course:
 
 
 def batch_submissions(solution, release, assignment) -> dict[str, dict]:
-    """Student id -> notebooks for the batch: blank first, then the misbehaving, then the wrong answers."""
+    """Student id -> notebooks for the batch: the solution, the release, the misbehaving
+    (GRADER_CHECKS_ON only) and the bundles of wrong answers."""
     answers = solution_answers(solution)
     _, last = answer_cells(solution)[-1]
-    batch = {"blank": release}
-    for student, code in MISBEHAVING.items():
-        batch[student] = with_answers(release, {**answers, last: code})
+    batch = {"perfect": solution, "blank": release}
+    if assignment == GRADER_CHECKS_ON:
+        for student, code in MISBEHAVING.items():
+            batch[student] = with_answers(release, {**answers, last: code})
     for bundle in bundles(wrong_answers(assignment)):
         batch[bundle.name] = with_answers(release, {**answers, **bundle.replace})
     return batch
@@ -92,26 +104,22 @@ def batch_submissions(solution, release, assignment) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def graded(course, tmp_path_factory) -> Graded:
-    """Both autograde runs (see the module docstring); `course` keeps perfect and blank."""
-    course.submit("perfect", read_notebooks(course.folder("solutions")))
-    perfect_run = course.autograde("--student=perfect")
-
-    shares = [course] + [course.clone(tmp_path_factory.mktemp(course.assignment)) for _ in range(WORKERS - 1)]
+    """The batch, autograded (see the module docstring); `course` grades perfect and blank."""
+    shares = [course] + [course.clone(tmp_path_factory.mktemp(course.assignment)) for _ in range(SHARES - 1)]
     batch = batch_submissions(read_notebooks(course.folder("solutions")),
                               read_notebooks(course.folder("exercises")), course.assignment)
-    graded_in = {"perfect": course} | {student: shares[i % WORKERS] for i, student in enumerate(batch)}
+    # perfect and blank stay in `course`, which test_export_totals exports
+    graded_in = {student: shares[0] if student in ("perfect", "blank") else shares[i % SHARES]
+                 for i, student in enumerate(batch)}
     for student, notebooks in batch.items():
         graded_in[student].submit(student, notebooks)
-    timeout = cell_timeout(course.assignment)
-    # Without --force, autograde skips `perfect`, graded already (and copied into every share).
-    runs = autograde_in_parallel(shares, f"--Execute.timeout={timeout}")
+    runs = autograde_in_parallel(shares, f"--Execute.timeout={cell_timeout(course.assignment)}")
     scores = {student: grades for share in shares for student, grades in share.scores().items()}
-    return Graded(course, graded_cells(course.assignment), perfect_run, runs, scores,
-                  graded_in)
+    return Graded(course, graded_cells(course.assignment), runs, scores, graded_in)
 
 
 def test_solution_scores_full_marks(graded):
-    assert graded.perfect_run.returncode == 0, graded.perfect_run.stderr
+    assert "perfect" not in graded.failed, "\n".join(run.stderr for run in graded.batch_runs)
     assert graded.auto_scores("perfect") == graded.autograded
 
 
@@ -133,6 +141,7 @@ def test_each_wrong_answer_loses_exactly_its_parts(graded):
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.parametrize("course", [GRADER_CHECKS_ON], indirect=True)
 def test_validator_passes_solution_and_fails_release(course):
     # `nbgrader validate` exits 0 even when validation fails, so ask the Validator itself.
     validator = Validator(config=load_config())
@@ -161,6 +170,7 @@ def test_solution_writes_nothing_to_stderr_and_raises_nothing(graded):
     assert not errors, f"errors in the solution: {errors}"
 
 
+@pytest.mark.parametrize("course", [GRADER_CHECKS_ON], indirect=True)
 def test_loop_and_crashes_do_not_stop_the_batch(graded):
     for student in ("0_infinite_loop", "0_sys_exit"):
         scores = graded.auto_scores(student)
@@ -175,10 +185,9 @@ def test_loop_and_crashes_do_not_stop_the_batch(graded):
     killed, _ = answer_cells(read_notebooks(graded.course.folder("solutions")))[-1]
     killed_cells = [cell.grade_id for cell in graded.cells if cell.notebook == killed]
     assert {graded.scores["0_kernel_death"][g] for g in killed_cells} == {None}
-    failed = {student for run in graded.batch_runs for student in FAILED_STUDENT.findall(run.stderr)}
-    assert failed == {"0_kernel_death"}
+    assert graded.failed == {"0_kernel_death"}
     assert [run.returncode for run in graded.batch_runs].count(1) == 1
-    later = ["blank"] + [bundle.name for bundle in bundles(wrong_answers(graded.course.assignment))]
+    later = ["blank", "perfect"] + [bundle.name for bundle in bundles(wrong_answers(graded.course.assignment))]
     assert all(None not in graded.auto_scores(student).values() for student in later)
 
 

@@ -1,0 +1,58 @@
+"""How `make test` shares the suite between its pytest-xdist processes.
+
+The suite's cost is in a few large units: one assignment's grading (a course directory, set up
+once per process that needs it) and one chapter's execution (a kernel, under nbval). Each unit
+must run in one process, and the largest should start first, so that no process is left with a
+long unit while the other has finished. `make test` runs `pytest -n 2 --dist loadscope`:
+  - `pytest_xdist_make_scheduler` makes xdist's loadscope scheduler group the items by unit
+    (`unit_of`): an assignment's tests, a notebook's cells, or one test file;
+  - `pytest_collection_modifyitems` puts the units in order of expected cost: assignments by the
+    number of submissions their batch grades, then the chapters, then the unit-test files.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from grading import bundles, wrong_answers
+
+ASSIGNMENT_PARAM = re.compile(r"\[(ps\d+_\w+)\]$")
+
+
+def unit_of(nodeid: str) -> str:
+    """The unit of work a test belongs to: its file, and for a test parametrized by an
+    assignment, that assignment."""
+    path, _, name = nodeid.partition("::")
+    assignment = ASSIGNMENT_PARAM.search(name)
+    return f"{path}[{assignment[1]}]" if assignment else path
+
+
+def expected_cost(unit: str) -> tuple[int, int]:
+    """A sort key, most expensive first: (kind, -size) with kind 0 for an assignment's grading,
+    1 for a chapter, 2 for a test file."""
+    assignment = ASSIGNMENT_PARAM.search(unit)
+    if assignment:
+        return 0, -len(bundles(wrong_answers(assignment[1])))
+    return (1, 0) if unit.endswith(".ipynb") else (2, 0)
+
+
+def pytest_collection_modifyitems(items):
+    """Most expensive units first; within a unit, the order pytest chose (a stable sort)."""
+    items.sort(key=lambda item: expected_cost(unit_of(item.nodeid)))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Under `--dist loadscope`: xdist's scheduler, with `unit_of` as its scope and the
+    collection's order kept."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LoadUnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of(nodeid)
+
+    config.option.loadscopereorder = False   # keep pytest_collection_modifyitems' order
+    return LoadUnitScheduling(config, log)
