@@ -1,4 +1,5 @@
-"""How `make test` shares the suite between its pytest-xdist processes.
+"""What the tests share: fixtures any test file may use (`bn_statistics`, `record_calls`), and
+how `make test` shares the suite between its pytest-xdist processes.
 
 The suite's cost is in a few large units: one assignment's grading (a course directory, set up
 once per process that needs it) and one chapter's execution (a kernel, under nbval). Each unit
@@ -14,8 +15,42 @@ from __future__ import annotations
 import re
 
 import pytest
+import torch
 
+import tlutils
 from grading import bundles, wrong_answers
+
+# --- fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def bn_statistics():
+    """A function giving copies of a model's BatchNorm running statistics (mean, variance and
+    batch count of every layer), to compare before and after."""
+    def copy(model: torch.nn.Module) -> list[torch.Tensor]:
+        return [t.clone() for m in tlutils.batch_norm_layers(model)
+                for t in (m.running_mean, m.running_var, m.num_batches_tracked)]
+    return copy
+
+
+@pytest.fixture
+def record_calls(monkeypatch):
+    """`record_calls(owner, name, what)` replaces `owner.name` for the test with a wrapper that
+    appends `what(*args, **kwargs)` to a list, then calls the original; it returns the list.
+    `what` sees the arguments as they are at the call, before the call changes them."""
+    def wrap(owner, name: str, what) -> list:
+        calls, real = [], getattr(owner, name)
+
+        def recording(*args, **kwargs):
+            calls.append(what(*args, **kwargs))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, recording)
+        return calls
+    return wrap
+
+
+# --- scheduling ----------------------------------------------------------------------------------
 
 ASSIGNMENT_PARAM = re.compile(r"\[(ps\d+_\w+)\]$")
 

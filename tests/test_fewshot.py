@@ -4,6 +4,7 @@ The accuracies the recipes reach are checked in test_shipped_model.py; here, wha
 """
 import dataclasses
 import math
+from functools import partial
 from unittest import mock
 
 import pytest
@@ -56,21 +57,21 @@ def head_similarity(model):
 
 
 def test_fine_tune_keeps_the_head_when_the_classes_match(few):
-    assert head_similarity(fewshot.train_fine_tune(few, TINY)) > 0.99
+    assert head_similarity(fewshot.train_fine_tune(few, recipe=TINY)) > 0.99
 
 
 def test_fine_tune_with_new_head_replaces_it(few):
-    assert abs(head_similarity(fewshot.train_fine_tune(few, TINY, new_head=True))) < 0.5
+    assert abs(head_similarity(fewshot.train_fine_tune(few, recipe=TINY, new_head=True))) < 0.5
 
 
 def test_fine_tune_cannot_keep_a_head_of_the_wrong_size(few):
-    with pytest.raises(ValueError, match="cannot keep the head"):
-        fewshot.train_fine_tune(few, TINY, num_classes=3, new_head=False)
+    with pytest.raises(ValueError, match="cannot keep the head.*pass new_head=True"):
+        fewshot.train_fine_tune(few, recipe=TINY, num_classes=3)
 
 
 def test_gradual_unfreezing_adds_one_block_per_stage_from_the_top(few):
     with mock.patch.object(fewshot, "unfreeze_top", wraps=fewshot.unfreeze_top) as spy:
-        model = fewshot.train_gradual_unfreezing(few, TINY)
+        model = fewshot.train_gradual_unfreezing(few, recipe=TINY)
     assert [c.args[1] for c in spy.call_args_list] == [0, 1, 2, 3, 4, 5]
     assert not model.training
     assert all(p.requires_grad for p in model.parameters())
@@ -96,7 +97,7 @@ def test_gradual_unfreezing_leaves_a_block_alone_until_its_stage(few):
 
     with mock.patch.object(fewshot, "unfreeze_top", side_effect=stop_before_block1), \
             pytest.raises(StageReached) as stopped:
-        fewshot.train_gradual_unfreezing(few, TINY)
+        fewshot.train_gradual_unfreezing(few, recipe=TINY)
     model, shipped = stopped.value.model.cpu(), tlutils.load_pretrained()
     for name, p in shipped.features.block1.named_parameters():
         assert torch.equal(model.features.block1.get_parameter(name), p), name
@@ -106,14 +107,19 @@ def test_gradual_unfreezing_leaves_a_block_alone_until_its_stage(few):
 def test_lp_ft_starts_from_the_probe(few):
     probe = fewshot.train_linear_probe(few)
     with mock.patch.object(fewshot, "train_linear_probe", return_value=probe) as stage_one:
-        model = fewshot.train_lp_ft(few, TINY)
+        model = fewshot.train_lp_ft(few, recipe=TINY)
     stage_one.assert_called_once()
     assert model is probe and all(p.requires_grad for p in model.parameters())
 
 
+def tiny(method):
+    """The TRAINERS entry `method` with a 6-step recipe: what a trainer does, not how well."""
+    return partial(fewshot.TRAINERS[method], recipe=TINY)
+
+
 def test_every_trainer_returns_a_model_of_the_target_classes(few):
     for method in fewshot.TRAINERS:
-        out = fewshot._trained(method, few, 0, None if method == "linear probe" else TINY)(few.tensors[0])
+        out = tiny(method)(few, 0)(few.tensors[0])
         assert out.shape == (len(few), 10), method
 
 
@@ -129,21 +135,28 @@ def test_every_trainer_moves_the_whole_model_to_the_training_device(few, method)
         return original_to(module, *args, **kwargs)
 
     with mock.patch.object(nn.Module, "to", recording_to):
-        model = fewshot._trained(method, few, 0, None if method == "linear probe" else TINY)
+        model = tiny(method)(few, 0)
     tensors = {name: id(t) for name, t in [*model.named_parameters(), *model.named_buffers()]}
     assert not [name for name, i in tensors.items() if i not in moved], method
     assert tlutils.model_device(model) == tlutils.get_device("auto")
 
 
 def test_unknown_method_is_named_in_the_error(few):
-    with pytest.raises(ValueError, match="unknown method 'finetune'"):
+    with pytest.raises(ValueError, match=r"unknown methods \['finetune'\]"):
         fewshot.accuracy_of("finetune", few, few)
+    with pytest.raises(ValueError, match=r"unknown methods \['finetune'\]"):
+        fewshot.data_efficiency(ks=(1,), seeds=(0,), methods=("scratch", "finetune"))
 
 
-def test_run_parallel_returns_results_in_job_order():
+def test_run_parallel_returns_results_in_job_order_for_functions_defined_on_the_fly():
+    offset = 10
     jobs = [(3, 4), (5, 12), (8, 15)]
-    assert fewshot.run_parallel(math.hypot, jobs, workers=2, progress=False) == [5.0, 13.0, 17.0]
-    assert fewshot.run_parallel(math.hypot, jobs, workers=1, progress=False) == [5.0, 13.0, 17.0]
+
+    def hypot_plus(x, y):   # defined here: it reaches the other processes by value (cloudpickle)
+        return math.hypot(x, y) + offset
+
+    assert fewshot.run_parallel(hypot_plus, jobs, workers=2, progress=False) == [15.0, 23.0, 27.0]
+    assert fewshot.run_parallel(hypot_plus, jobs, workers=1, progress=False) == [15.0, 23.0, 27.0]
 
 
 def test_run_parallel_needs_a_worker():
@@ -158,11 +171,16 @@ def test_grid_jobs_start_with_the_largest_k():
 
 
 @pytest.mark.slow
-def test_data_efficiency_is_the_same_in_parallel_and_here():
-    args = dict(ks=(1, 2), seeds=(0, 1), methods=("linear probe",), progress=False)
+def test_data_efficiency_is_the_same_in_parallel_and_here_for_any_trainer():
+    """Named methods and a chapter's own trainers, a lambda among them, run in other processes
+    exactly as here."""
+    methods = {"linear probe": fewshot.TRAINERS["linear probe"],
+               "probe, by hand": lambda train, seed: fewshot.train_linear_probe(train, seed)}
+    args = dict(ks=(1, 2), seeds=(0, 1), methods=methods, progress=False)
     parallel = fewshot.data_efficiency(**args, workers=2)
     assert parallel == fewshot.data_efficiency(**args, workers=1)
-    assert set(parallel) == {"linear probe"} and set(parallel["linear probe"]) == {1, 2}
+    assert parallel["linear probe"] == parallel["probe, by hand"]
+    assert set(parallel) == set(methods) and set(parallel["linear probe"]) == {1, 2}
     assert all(len(accs) == 2 and all(0.3 < a <= 1 for a in accs)
                for accs in parallel["linear probe"].values())
 
@@ -181,6 +199,3 @@ def test_tune_returns_the_best_recipe_of_its_grid():
     assert {r.lr for r in scores} == {1e-4, 3e-3} and {r.steps for r in scores} == {20}
 
 
-def test_run_parallel_runs_functions_defined_on_the_fly():
-    offset = 10
-    assert fewshot.run_parallel(lambda x: x + offset, [(1,), (2,)], workers=2, progress=False) == [11, 12]

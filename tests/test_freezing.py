@@ -9,18 +9,9 @@ from tlutils.freezing import (batch_norm_layers, count_parameters, freeze, freez
 from tlutils.models import SmallCNN
 
 
-def batch_norms(module):
-    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
 def others(module):
     """Every module that is not a BatchNorm layer, the container itself included."""
     return [m for m in module.modules() if not isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
-def running_stats(module):
-    return [t.clone() for m in batch_norms(module)
-            for t in (m.running_mean, m.running_var, m.num_batches_tracked)]
 
 
 def forward_in_train_mode(model):
@@ -32,31 +23,31 @@ def test_freeze_whole_model_freezes_params_and_batch_norm():
     model = SmallCNN()
     assert freeze(model) is model
     assert not any(p.requires_grad for p in model.parameters())
-    assert len(batch_norms(model)) == 5
-    assert not any(bn.training for bn in batch_norms(model))
+    assert len(batch_norm_layers(model)) == 5
+    assert not any(bn.training for bn in batch_norm_layers(model))
 
 
 def test_frozen_batch_norm_stays_in_eval_after_model_train():
     model = freeze(SmallCNN().eval())
     model.train()
-    assert not any(bn.training for bn in batch_norms(model))
+    assert not any(bn.training for bn in batch_norm_layers(model))
     assert all(m.training for m in others(model))
     model.eval()
     assert not any(m.training for m in model.modules())
 
 
-def test_frozen_batch_norm_running_stats_unchanged_by_forward_in_train_mode():
+def test_frozen_batch_norm_running_stats_unchanged_by_forward_in_train_mode(bn_statistics):
     model = freeze(SmallCNN())
-    before = running_stats(model)
+    before = bn_statistics(model)
     forward_in_train_mode(model)
-    assert all(torch.equal(a, b) for a, b in zip(before, running_stats(model)))
+    assert all(torch.equal(a, b) for a, b in zip(before, bn_statistics(model)))
 
 
-def test_unfrozen_batch_norm_running_stats_change_in_train_mode():
+def test_unfrozen_batch_norm_running_stats_change_in_train_mode(bn_statistics):
     model = SmallCNN()   # the control for the test above: the forward does move the statistics
-    before = running_stats(model)
+    before = bn_statistics(model)
     forward_in_train_mode(model)
-    assert not any(torch.equal(a, b) for a, b in zip(before, running_stats(model)))
+    assert not any(torch.equal(a, b) for a, b in zip(before, bn_statistics(model)))
 
 
 def test_frozen_model_gets_no_gradients():
@@ -67,19 +58,19 @@ def test_frozen_model_gets_no_gradients():
     assert all(p.grad is not None for p in model.classifier.parameters())
 
 
-def test_freeze_with_train_bn_keeps_batch_norm_trainable_and_following_the_model():
+def test_freeze_with_train_bn_keeps_batch_norm_trainable_and_following_the_model(bn_statistics):
     model = freeze(SmallCNN(), train_bn=True)
     for m in model.modules():
         for p in m.parameters(recurse=False):
             assert p.requires_grad == isinstance(m, nn.BatchNorm2d)
     model.eval()
-    assert not any(bn.training for bn in batch_norms(model))
+    assert not any(bn.training for bn in batch_norm_layers(model))
     model.train()
-    assert all(bn.training for bn in batch_norms(model))
-    assert not any("train" in bn.__dict__ for bn in batch_norms(model))
-    before = running_stats(model)
+    assert all(bn.training for bn in batch_norm_layers(model))
+    assert not any("train" in bn.__dict__ for bn in batch_norm_layers(model))
+    before = bn_statistics(model)
     forward_in_train_mode(model)
-    assert not any(torch.equal(a, b) for a, b in zip(before, running_stats(model)))
+    assert not any(torch.equal(a, b) for a, b in zip(before, bn_statistics(model)))
 
 
 def test_freeze_by_name_only_affects_that_submodule():
@@ -91,7 +82,7 @@ def test_freeze_by_name_only_affects_that_submodule():
         assert p.requires_grad == (id(p) not in frozen)
     model.train()
     assert not block1[1].training
-    assert all(bn.training for bn in batch_norms(model) if bn is not block1[1])
+    assert all(bn.training for bn in batch_norm_layers(model) if bn is not block1[1])
     assert all(m.training for m in others(model))
 
 
@@ -108,7 +99,7 @@ def test_freeze_by_module_objects_only_affects_those_modules():
     for p in model.parameters():
         assert p.requires_grad == (id(p) not in frozen)
     model.train()
-    assert [bn.training for bn in batch_norms(model)] == [True, True, False, True, True]
+    assert [bn.training for bn in batch_norm_layers(model)] == [True, True, False, True, True]
 
 
 def test_freeze_unknown_name_raises_naming_it():
@@ -129,7 +120,7 @@ def test_unfreeze_restores_gradients_and_batch_norm_follows_the_model_again():
     model = freeze(SmallCNN())
     assert unfreeze(model) is model
     assert all(p.requires_grad for p in model.parameters())
-    assert not any("train" in bn.__dict__ for bn in batch_norms(model))
+    assert not any("train" in bn.__dict__ for bn in batch_norm_layers(model))
     model.train()
     assert all(m.training for m in model.modules())
     model.eval()
@@ -141,7 +132,7 @@ def test_unfreeze_puts_batch_norm_in_the_model_mode(training):
     model = SmallCNN().train(training)
     freeze(model)
     unfreeze(model)
-    assert all(bn.training == training for bn in batch_norms(model))
+    assert all(bn.training == training for bn in batch_norm_layers(model))
 
 
 def test_unfreeze_by_name_only_affects_that_submodule():
@@ -151,19 +142,19 @@ def test_unfreeze_by_name_only_affects_that_submodule():
     for p in model.parameters():
         assert p.requires_grad == (id(p) in block5)
     model.train()
-    assert [bn.training for bn in batch_norms(model)] == [False, False, False, False, True]
+    assert [bn.training for bn in batch_norm_layers(model)] == [False, False, False, False, True]
 
 
-def test_freeze_batch_norm_keeps_batch_norm_in_eval_and_leaves_requires_grad():
+def test_freeze_batch_norm_keeps_batch_norm_in_eval_and_leaves_requires_grad(bn_statistics):
     model = SmallCNN()
     assert freeze_batch_norm(model) is model
     assert all(p.requires_grad for p in model.parameters())
     model.train()
-    assert not any(bn.training for bn in batch_norms(model))
+    assert not any(bn.training for bn in batch_norm_layers(model))
     assert all(m.training for m in others(model))
-    before = running_stats(model)
+    before = bn_statistics(model)
     forward_in_train_mode(model)
-    assert all(torch.equal(a, b) for a, b in zip(before, running_stats(model)))
+    assert all(torch.equal(a, b) for a, b in zip(before, bn_statistics(model)))
 
 
 def test_trainable_parameters_are_the_requires_grad_ones_in_order():
@@ -196,23 +187,23 @@ def test_count_parameters_exact():
     assert count_parameters(model, trainable_only=True) == 0
 
 
-def test_deepcopy_of_frozen_model_stays_frozen():
+def test_deepcopy_of_frozen_model_stays_frozen(bn_statistics):
     original = freeze(SmallCNN(), "features")
     clone = copy.deepcopy(original)
     original.eval()
     clone.train()
     assert [p.requires_grad for p in clone.parameters()] == [p.requires_grad for p in original.parameters()]
-    assert not any(bn.training for bn in batch_norms(clone))
+    assert not any(bn.training for bn in batch_norm_layers(clone))
     assert all(m.training for m in others(clone))
     assert not any(m.training for m in original.modules())   # the clone's train() left it alone
-    for bn in batch_norms(clone):
+    for bn in batch_norm_layers(clone):
         assert bn.train.__self__ is bn
-    before = running_stats(clone)
+    before = bn_statistics(clone)
     forward_in_train_mode(clone)
-    assert all(torch.equal(a, b) for a, b in zip(before, running_stats(clone)))
+    assert all(torch.equal(a, b) for a, b in zip(before, bn_statistics(clone)))
     unfreeze(clone).train()
-    assert all(bn.training for bn in batch_norms(clone))
-    assert not any(bn.training for bn in batch_norms(original.train()))
+    assert all(bn.training for bn in batch_norm_layers(clone))
+    assert not any(bn.training for bn in batch_norm_layers(original.train()))
 
 
 def test_batch_norm_layers_finds_every_dimension_and_nothing_else():

@@ -9,7 +9,7 @@ from torch import nn
 
 import tlutils.pretrain
 from tlutils.data import render_glyphs
-from tlutils.models import (SHIPPED, SHUFFLED, WEIGHTS_DIR, SmallCNN, get_classifier,
+from tlutils.models import (SHIPPED, SHUFFLED, WEIGHTS_DIR, SmallCNN, get_classifier, get_stages,
                             load_pretrained, reset_classifier, shipped_metadata)
 
 # name -> (path of its head, a forward-pass input or None when too big to run in a unit test)
@@ -164,22 +164,16 @@ def test_shipped_metadata_and_load_pretrained_reject_weights_for_the_control():
         load_pretrained(SHUFFLED, weights="DEFAULT")
 
 
-def test_pretrain_shuffled_labels_permutes_the_training_labels(tmp_path, monkeypatch):
+def test_pretrain_shuffled_labels_permutes_the_training_labels(tmp_path, monkeypatch, record_calls):
     tiny = dict(tlutils.pretrain.RECIPE, train_images=64, test_images=32, epochs=1)
     monkeypatch.setattr(tlutils.pretrain, "RECIPE", tiny)
-    seen = {}
-    real_fit = tlutils.pretrain.fit
-
-    def recording_fit(model, loader, **kwargs):
-        seen["labels"] = loader.dataset.tensors[1].clone()
-        return real_fit(model, loader, **kwargs)
-
-    monkeypatch.setattr(tlutils.pretrain, "fit", recording_fit)
+    labels = record_calls(tlutils.pretrain, "fit",
+                          lambda model, loader, **kwargs: loader.dataset.tensors[1].clone())
     tlutils.pretrain.main(["--shuffled-labels", "--out", str(tmp_path)])
     true = render_glyphs(64, seed=tiny["train_seed"]).tensors[1]
     order = torch.randperm(64, generator=torch.Generator().manual_seed(
         tlutils.pretrain.LABEL_SHUFFLE_SEED))
-    assert torch.equal(seen["labels"], true[order]) and not torch.equal(seen["labels"], true)
+    assert torch.equal(labels[0], true[order]) and not torch.equal(labels[0], true)
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{SHUFFLED}.json", f"{SHUFFLED}.pt"]
     meta = json.loads((tmp_path / f"{SHUFFLED}.json").read_text())
     assert meta["name"] == SHUFFLED and meta["data_recipe"] == tiny and "shuffled" in meta["labels"]
@@ -192,6 +186,35 @@ def test_pretrain_shuffled_labels_permutes_the_training_labels(tmp_path, monkeyp
 def test_get_classifier_of_small_cnn_is_its_classifier():
     model = SmallCNN()
     assert get_classifier(model) is model.classifier
+
+
+def test_small_cnn_declares_its_head_and_stages_as_the_state_dict_has_them():
+    """As timm's test_model_default_cfgs: the declared parts exist, with their weights."""
+    model = SmallCNN()
+    state = model.state_dict()
+    assert model.pretrained_cfg["classifier"] + ".weight" in state
+    assert get_stages(model) == [f"features.block{i}" for i in range(1, 6)]
+    assert all(f"{stage}.0.weight" in state for stage in get_stages(model))
+
+
+def test_a_declared_head_wins_over_the_usual_places():
+    model = SmallCNN()
+    model.head = nn.Linear(64, 3)   # a usual place, but not the declared one
+    assert get_classifier(model) is model.classifier
+    model.pretrained_cfg = {"classifier": "features.block1"}
+    with pytest.raises(ValueError, match="declares its classifier at 'features.block1'"):
+        get_classifier(model)
+
+
+def test_stages_of_an_undeclared_model_are_the_children_of_its_features_with_parameters():
+    model = torchvision.models.get_model("mobilenet_v3_small", weights=None)
+    stages = get_stages(model)
+    assert stages == [f"features.{i}" for i in range(len(model.features))]
+    bare = nn.Sequential()
+    bare.add_module("conv", nn.Conv2d(1, 4, 3))
+    bare.add_module("pool", nn.AdaptiveAvgPool2d(1))
+    bare.add_module("fc", nn.Linear(4, 2))
+    assert get_stages(bare) == ["conv"]
 
 
 @pytest.mark.parametrize("name", TORCHVISION_HEADS)

@@ -7,12 +7,14 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+import tlutils.fewshot
 import tlutils.train
 from tlutils.data import TensorLoader, render_glyphs
-from tlutils.freezing import batch_norm_layers, freeze
+from tlutils.freezing import freeze
 from tlutils.models import SmallCNN
-from tlutils.train import (History, evaluate, extract_features, fine_tune, fit, get_device,
-                           make_optimizer, predict, set_seed, to_device, train_one_epoch)
+from tlutils.fewshot import fine_tune
+from tlutils.train import (History, evaluate, extract_features, fit, get_device, make_optimizer,
+                           predict, set_seed, to_device, train_one_epoch)
 
 
 class TinyNet(nn.Module):
@@ -41,11 +43,6 @@ def loader(dataset, batch_size=32, **kwargs):
 
 def empty_loader():
     return loader(TensorDataset(torch.empty(0, 2), torch.empty(0, dtype=torch.long)))
-
-
-def bn_state(model):
-    return [t.clone() for m in batch_norm_layers(model)
-            for t in (m.running_mean, m.running_var, m.num_batches_tracked)]
 
 
 def params(model):
@@ -162,13 +159,13 @@ def trained_bn_model():
 
 
 @pytest.mark.parametrize("training", [True, False])
-def test_predict_uses_eval_mode_and_restores_the_mode(training):
+def test_predict_uses_eval_mode_and_restores_the_mode(training, bn_statistics):
     model = trained_bn_model().train(training)
     x, y = separable(50).tensors
-    stats = bn_state(model)
+    stats = bn_statistics(model)
     logits, targets = predict(model, loader(separable(50), 16), "cpu")
     assert model.training == training
-    assert same(stats, bn_state(model))
+    assert same(stats, bn_statistics(model))
     with torch.no_grad():
         expected = model.eval()(x)
     torch.testing.assert_close(logits, expected)
@@ -176,13 +173,13 @@ def test_predict_uses_eval_mode_and_restores_the_mode(training):
 
 
 @pytest.mark.parametrize("training", [True, False])
-def test_evaluate_keeps_batch_norm_stats_and_restores_the_mode(training):
+def test_evaluate_keeps_batch_norm_stats_and_restores_the_mode(training, bn_statistics):
     model = trained_bn_model().train(training)
     data = separable(50)
-    stats = bn_state(model)
+    stats = bn_statistics(model)
     result = evaluate(model, nn.CrossEntropyLoss(), loader(data, 16), "cpu")
     assert model.training == training
-    assert same(stats, bn_state(model))
+    assert same(stats, bn_statistics(model))
     with torch.no_grad():
         logits = model.eval()(data.tensors[0])
     assert result["loss"] == pytest.approx(nn.functional.cross_entropy(logits, data.tensors[1]).item())
@@ -218,16 +215,16 @@ def test_drop_last_loader_with_too_few_examples_counts_as_empty():
         fit(TinyNet(), dl, epochs=1, device="cpu", progress=False)
 
 
-def test_extract_features_shape_targets_and_eval_mode():
+def test_extract_features_shape_targets_and_eval_mode(bn_statistics):
     torch.manual_seed(0)
     model = SmallCNN().train()
     model(torch.rand(16, 1, 16, 16) * 2)   # move the running statistics off their defaults
     data = render_glyphs(40, seed=2)
-    stats = bn_state(model)
+    stats = bn_statistics(model)
     features = extract_features(model.features, loader(data, 16), "cpu")
     x, y = features.tensors
     assert x.shape == (40, model.feature_dim) and torch.equal(y, data.tensors[1])
-    assert same(stats, bn_state(model)) and model.features.training
+    assert same(stats, bn_statistics(model)) and model.features.training
     with torch.no_grad():
         torch.testing.assert_close(x, model.eval().features(data.tensors[0]))
 
@@ -319,6 +316,28 @@ def test_fit_rejects_zero_epochs():
         fit(TinyNet(), loader(separable(10)), epochs=0, device="cpu")
 
 
+@pytest.mark.parametrize("steps", [1, 2, 5, 7])
+def test_fit_with_steps_takes_exactly_that_many_optimizer_steps(steps):
+    """2 batches per epoch: 5 steps are 2 whole epochs and 1 batch of a third; the one-cycle
+    schedule spans exactly those steps, ending at its final learning rate."""
+    model = TinyNet()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    lrs = []   # the learning rate of each step taken
+    optimizer.register_step_post_hook(lambda opt, *_: lrs.append(opt.param_groups[0]["lr"]))
+    history = fit(model, loader(separable(64)), steps=steps, optimizer=optimizer, device="cpu",
+                  progress=False)
+    assert len(lrs) == steps
+    assert history.epoch == list(range(1, math.ceil(steps / 2) + 1))
+    final_lr = 0.1 / 25 / 1e4   # OneCycleLR's defaults: div_factor 25, final_div_factor 1e4
+    assert lrs[-1] == pytest.approx(final_lr)
+
+
+@pytest.mark.parametrize("budget", [{}, {"epochs": 1, "steps": 2}, {"steps": 0}])
+def test_fit_needs_one_budget_of_at_least_one(budget):
+    with pytest.raises(ValueError, match="epochs or steps|steps must be >= 1"):
+        fit(TinyNet(), loader(separable(10)), **budget, device="cpu", progress=False)
+
+
 def test_fit_nan_input_raises_floating_point_error():
     x, y = separable(64).tensors
     x[0] = float("nan")
@@ -326,23 +345,17 @@ def test_fit_nan_input_raises_floating_point_error():
         fit(TinyNet(), loader(TensorDataset(x, y)), epochs=1, device="cpu", progress=False)
 
 
-# --- fine_tune -----------------------------------------------------------------------------------
+# --- tlutils.fewshot.fine_tune, fastai's recipe on top of fit, on this file's toy nets -----------
 
-def record_fit_calls(monkeypatch):
-    """Wrap `fit` to record, at each call, which parameters train and the optimizer given."""
-    calls, real_fit = [], tlutils.train.fit
-
-    def recording_fit(model, train_loader, **kwargs):
-        calls.append({"requires_grad": [p.requires_grad for p in model.parameters()],
-                      "optimizer": kwargs.get("optimizer")})
-        return real_fit(model, train_loader, **kwargs)
-
-    monkeypatch.setattr(tlutils.train, "fit", recording_fit)
-    return calls
+def record_fit_calls(record_calls):
+    """Record, at each call of `fit` by fine_tune, which parameters train and the optimizer given."""
+    return record_calls(tlutils.fewshot, "fit", lambda model, loader, **kwargs: {
+        "requires_grad": [p.requires_grad for p in model.parameters()],
+        "optimizer": kwargs.get("optimizer")})
 
 
-def test_fine_tune_trains_the_head_then_everything(monkeypatch):
-    calls = record_fit_calls(monkeypatch)
+def test_fine_tune_trains_the_head_then_everything(record_calls):
+    calls = record_fit_calls(record_calls)
     set_seed(0)
     model = TinyNet()
     head_history, full_history = fine_tune(model, loader(separable(64)), head_epochs=1, epochs=2,
@@ -371,8 +384,8 @@ class SequentialHead(nn.Module):
         return self.classifier(self.features(x))
 
 
-def test_fine_tune_trains_a_head_inside_a_sequential(monkeypatch):
-    calls = record_fit_calls(monkeypatch)
+def test_fine_tune_trains_a_head_inside_a_sequential(record_calls):
+    calls = record_fit_calls(record_calls)
     set_seed(0)
     model = SequentialHead()
     fine_tune(model, loader(separable(64)), head_epochs=1, epochs=1, device="cpu", progress=False)

@@ -10,11 +10,11 @@ from .data import (DIGITS, FONTS, RandomAffineBatch, TensorLoader, few_shot_indi
                    train_val_split)
 from .freezing import (batch_norm_layers, count_parameters, freeze, freeze_batch_norm,
                        trainable_parameters, unfreeze)
-from .models import (SHIPPED, SHUFFLED, SmallCNN, get_classifier, load_pretrained,
+from .models import (SHIPPED, SHUFFLED, SmallCNN, get_classifier, get_stages, load_pretrained,
                      reset_classifier, shipped_metadata)
 from .optim import (adamw, param_groups_discriminative, param_groups_layer_decay,
                     param_groups_weight_decay)
-from .train import (History, accuracy_on, evaluate, extract_features, fine_tune, fit, get_device,
+from .train import (History, accuracy_on, evaluate, extract_features, fit, get_device,
                     make_optimizer, model_device, predict, resolve_device, seeds, set_seed, to_device,
                     train_one_epoch)
 from .metrics import (PairedDifference, accuracy, bootstrap_ci, confusion_matrix, paired_difference,

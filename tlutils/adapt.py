@@ -1,4 +1,5 @@
-"""Adapting a trained model to a new domain without labels: AdaBN, taught in chapter 6.
+"""Adapting a trained model to a new domain without labels: AdaBN, taught in
+:doc:`chapter 6 </book/06_domain_shift>`.
 
 A BatchNorm layer normalises with the running mean and variance it measured on the *source*
 data. When the target's inputs have other statistics (other ink, other stroke widths), every
@@ -25,26 +26,25 @@ def _statistics(bn: nn.Module) -> tuple[torch.Tensor, ...]:
 
 
 def adapt_batch_norm(model: nn.Module, data_loader, device=None) -> nn.Module:
-    """AdaBN: re-estimate every BatchNorm layer's running statistics on `data_loader`'s images.
+    """AdaBN (Li et al. 2016): re-estimate every BatchNorm layer's running statistics on
+    `data_loader`'s images.
 
-    Li et al. 2016 (AdaBN), taught in chapter 6. Each BatchNorm layer that tracks running
-    statistics is reset and, in one pass under `torch.no_grad()`, re-estimated as a cumulative
-    average (`momentum=None`) of the batches' statistics, as `torch.optim.swa_utils.update_bn`
-    does. During the pass only the BatchNorm layers are in train mode (dropout and the rest stay
-    in eval); afterwards every module's mode and every layer's momentum are restored. No
-    parameter changes; labels, if the loader yields `(inputs, targets)`, are ignored, so
-    unlabelled target images are enough.
+    Each BatchNorm layer that tracks running statistics is reset and, in one pass under
+    `torch.no_grad()`, re-estimated as a cumulative average (`momentum=None`) of the batches'
+    statistics, as `torch.optim.swa_utils.update_bn` does. During the pass only the BatchNorm
+    layers are in train mode (dropout and the rest stay in eval); afterwards every module's mode
+    and every layer's momentum are restored. No parameter changes; labels, if the loader yields
+    `(inputs, targets)`, are ignored, so unlabelled target images are enough.
 
     BatchNorm layers frozen by `tlutils.freeze` / `freeze_batch_norm` are adapted too (the pass
     sets their mode directly, bypassing the freeze) and stay frozen afterwards, now keeping the
     target's statistics: AdaBN, then a linear probe on the adapted, frozen backbone, works.
 
-    The result is the mean of per-batch means and (unbiased) variances: with equal-size batches
-    the mean is the data's exact mean; the variance misses the spread of the batch means (about
-    1/batch_size of it). One batch holding all the images gives the exact statistics.
-    It runs where the model is (`device=None`; see `tlutils.resolve_device`). Returns the model,
-    adapted in place. Raises a ValueError for a model without running BatchNorm statistics or a loader with no batches; on
-    any error the old statistics are put back.
+    One batch holding all the images gives the exact statistics (over several batches, the
+    variance misses the spread of the batch means). It runs where the model is (`device=None`;
+    see `tlutils.resolve_device`) and returns the model, adapted in place. A model without running
+    BatchNorm statistics or a loader with no batches is a ValueError; on any error the old
+    statistics are put back.
     """
     bns = [m for m in batch_norm_layers(model) if m.track_running_stats]
     if not bns:

@@ -12,6 +12,7 @@ import argparse
 import itertools
 import math
 import os
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
@@ -25,9 +26,9 @@ from tqdm.auto import tqdm
 
 from .data import RandomAffineBatch, TensorLoader, few_shot_subset, load_handwritten, train_val_split
 from .freezing import freeze, unfreeze
-from .models import SHIPPED, SmallCNN, get_classifier, load_pretrained, reset_classifier
+from .models import SHIPPED, SmallCNN, get_classifier, get_stages, load_pretrained, reset_classifier
 from .optim import adamw, param_groups_discriminative
-from .train import evaluate, extract_features, fit, model_device, set_seed, to_device
+from .train import History, accuracy_on, extract_features, fit, model_device, set_seed, to_device
 
 METHODS = ("scratch", "linear probe", "fine-tune")   # the three curves of chapter 4's central plot
 
@@ -43,17 +44,10 @@ class Recipe:
     head_lr_mult: float = 10.0   # fine-tuning only: a new head learns this much faster
 
 
-# Chosen with `tune` on a validation split of the training pool (k = 1, 3 and 10, seeds 0 and 1).
-# Learning rate and augmentation: each method's best of the same grid (lr 3e-4 to 1e-2, with and
-# without augmentation; `python -m tlutils.fewshot --tune`). Scratch and fine-tuning get the same
-# number of steps, 300, the best for scratch; fine-tuning scores the same with 150 (93.4% vs
-# 93.1%), but a comparison must not give the baseline more or less compute than the method.
-# Batch size, compared at those values with `tune(method, lrs=(lr,), augments=(augment,),
-# steps=(300,), batch_sizes=(16, 32))`: scratch 82.7% vs 82.7%, fine-tuning 93.1% vs 92.8%, so
-# both use 16, which halves the cost of a step.
-# Re-run for the shipped checkpoint as it is now (`tune` at batch 32): fine-tuning's best is
-# lr 1e-2 at 93.7% against 93.6% for 3e-3, the probe's lr 1e-3 at 84.3% against 84.2% for 3e-3.
-# Both within 0.1 point, below the noise of two seeds, so the recipes stay as they were chosen.
+# Chosen with `tune` on a validation split of the training pool (k = 1, 3 and 10, seeds 0 and 1):
+# each method's best learning rate and augmentation from the same grid. Scratch and fine-tuning
+# get the same number of steps, 300 (the best for scratch): a comparison must not give the
+# baseline more or less compute than the method. `python -m tlutils.fewshot --tune` re-runs it.
 RECIPES = {
     "scratch": Recipe(lr=1e-2, steps=300, augment=True),
     "linear probe": Recipe(lr=3e-3, steps=300, augment=False, batch_size=64),
@@ -61,88 +55,105 @@ RECIPES = {
 }
 
 
-def _loader(train: TensorDataset, recipe: Recipe, seed: int) -> tuple[TensorLoader, int]:
-    """A shuffling loader and the number of epochs that gives about `recipe.steps` steps."""
-    batch = min(recipe.batch_size, len(train))
-    loader = TensorLoader(train, batch, shuffle=True, seed=seed,
-                          transform=RandomAffineBatch() if recipe.augment else None)
-    return loader, max(1, math.ceil(recipe.steps / len(loader)))
+# A trainer: (labelled images, seed) -> a trained model. Every trainer below has this signature
+# (their other parameters are keyword-only), and so may any function a chapter writes.
+Trainer = Callable[[TensorDataset, int], nn.Module]
+
+
+def _loader(train: TensorDataset, recipe: Recipe, seed: int) -> TensorLoader:
+    """A shuffling loader of `recipe`'s batch size (at most the whole set), augmented if asked."""
+    return TensorLoader(train, min(recipe.batch_size, len(train)), shuffle=True, seed=seed,
+                        transform=RandomAffineBatch() if recipe.augment else None)
 
 
 def _train_all(model: nn.Module, train: TensorDataset, recipe: Recipe, seed: int,
                head_lr_mult: float) -> nn.Module:
     """Train every trainable parameter of `model` with `recipe`, the head `head_lr_mult` x faster."""
-    loader, epochs = _loader(train, recipe, seed)
     optimizer = adamw(param_groups_discriminative(model, recipe.lr, head_lr_mult, recipe.weight_decay))
-    fit(model, loader, epochs=epochs, optimizer=optimizer, progress=False)
+    fit(model, _loader(train, recipe, seed), steps=recipe.steps, optimizer=optimizer, progress=False)
     return model
 
 
 def unfreeze_top(model: nn.Module, n_blocks: int) -> nn.Module:
-    """Freeze a SmallCNN's backbone (BatchNorm included), then let its top `n_blocks` blocks train.
+    """Freeze a model's stages (`get_stages`; BatchNorm included), then let the top `n_blocks` train.
 
     The head always trains, even if it was frozen before, so the function can be called again with
     another `n_blocks` (gradual unfreezing does). `n_blocks=0` is a linear probe and 5 is full
     fine-tuning; in between, the blocks next to the output train and those next to the input stay
     frozen (chapter 4; problem set 4 asks you to write it).
     """
-    blocks = [f"features.{name}" for name, _ in model.features.named_children()
-              if name.startswith("block")]
+    blocks = get_stages(model)
     if not 0 <= n_blocks <= len(blocks):
         raise ValueError(f"n_blocks must be between 0 and {len(blocks)}, got {n_blocks}")
-    freeze(model, ["features"])
+    freeze(model, blocks)
     return unfreeze(model, blocks[len(blocks) - n_blocks:] + [get_classifier(model)])
 
 
-def train_scratch(train: TensorDataset, recipe: Recipe = RECIPES["scratch"], seed: int = 0,
+def fine_tune(model: nn.Module, train_loader, *, head_epochs: int, epochs: int, lr: float = 1e-3,
+              head_lr_mult: float = 10.0, weight_decay: float = 1e-4, val_loader=None,
+              device="auto", progress: bool = True) -> tuple[History, History]:
+    """fastai's recipe: train the head on a frozen body, then unfreeze and train everything.
+
+    The second stage uses discriminative learning rates: body at `lr`, head at `lr * head_lr_mult`.
+    Returns the two stages' histories.
+    """
+    freeze(model)                               # the body: everything but the head's Linear,
+    unfreeze(model, [get_classifier(model)])    # even when the head sits inside a Sequential
+    head_history = fit(model, train_loader, epochs=head_epochs, lr=lr * head_lr_mult,
+                       weight_decay=weight_decay, val_loader=val_loader, device=device,
+                       progress=progress)
+    unfreeze(model)
+    optimizer = adamw(param_groups_discriminative(model, lr, head_lr_mult, weight_decay))
+    full_history = fit(model, train_loader, epochs=epochs, optimizer=optimizer,
+                       val_loader=val_loader, device=device, progress=progress)
+    return head_history, full_history
+
+
+def train_scratch(train: TensorDataset, seed: int = 0, *, recipe: Recipe = RECIPES["scratch"],
                   num_classes: int = 10) -> nn.Module:
     """A randomly initialised SmallCNN trained on `train` alone: the baseline transfer must beat."""
     set_seed(seed)
     model = SmallCNN(num_classes=num_classes)
-    loader, epochs = _loader(train, recipe, seed)
-    fit(model, loader, epochs=epochs, lr=recipe.lr, weight_decay=recipe.weight_decay,
-        progress=False)
+    fit(model, _loader(train, recipe, seed), steps=recipe.steps, lr=recipe.lr,
+        weight_decay=recipe.weight_decay, progress=False)
     return model
 
 
-def train_fine_tune(train: TensorDataset, recipe: Recipe = RECIPES["fine-tune"], seed: int = 0,
-                    num_classes: int = 10, source: str = SHIPPED,
-                    new_head: bool | None = None) -> nn.Module:
+def train_fine_tune(train: TensorDataset, seed: int = 0, *, recipe: Recipe = RECIPES["fine-tune"],
+                    num_classes: int = 10, source: str = SHIPPED, new_head: bool = False) -> nn.Module:
     """The pretrained model `source` with every layer trained.
 
-    By default (`new_head=None`) the head is replaced only when the target's classes differ from
-    the source's: for digits -> digits the pretrained head already maps features to the right
-    classes, and keeping it is what lets a single label per class work (chapter 4 compares both).
-    A new head learns `head_lr_mult` x faster than the body; a kept one at the body's rate.
+    The pretrained head is kept unless `new_head`: for digits -> digits it already maps features
+    to the right classes, and keeping it is what lets a single label per class work (chapter 4
+    compares both). A target with other classes needs `new_head=True`. A new head learns
+    `head_lr_mult` x faster than the body; a kept one at the body's rate.
     """
     set_seed(seed)
     model = load_pretrained(source)
-    classes_differ = get_classifier(model).out_features != num_classes
-    if new_head is None:
-        new_head = classes_differ
-    elif not new_head and classes_differ:
-        raise ValueError(f"cannot keep the head of {source!r}: it has "
-                         f"{get_classifier(model).out_features} outputs, the target {num_classes}")
+    if not new_head and get_classifier(model).out_features != num_classes:
+        raise ValueError(f"cannot keep the head of {source!r}: it has {get_classifier(model).out_features} "
+                         f"outputs, the target {num_classes}; pass new_head=True")
     if new_head:
         reset_classifier(model, num_classes)
     return _train_all(model, train, recipe, seed, recipe.head_lr_mult if new_head else 1.0)
 
 
-def train_linear_probe(train: TensorDataset, recipe: Recipe = RECIPES["linear probe"],
-                       seed: int = 0, num_classes: int = 10, source: str = SHIPPED) -> nn.Module:
+def train_linear_probe(train: TensorDataset, seed: int = 0, *,
+                       recipe: Recipe = RECIPES["linear probe"], num_classes: int = 10,
+                       source: str = SHIPPED) -> nn.Module:
     """The pretrained model `source` frozen (BatchNorm included); only a new head learns, on
     cached features."""
     set_seed(seed)
     model = to_device(reset_classifier(load_pretrained(source), num_classes))  # whole, on one device
     freeze(model, ["features"])
     features = extract_features(model.features, TensorLoader(train, 1024))
-    loader, epochs = _loader(features, replace(recipe, augment=False), seed)
-    fit(get_classifier(model), loader, epochs=epochs, lr=recipe.lr,
-        weight_decay=recipe.weight_decay, device=model_device(model), progress=False)
+    fit(get_classifier(model), _loader(features, replace(recipe, augment=False), seed),
+        steps=recipe.steps, lr=recipe.lr, weight_decay=recipe.weight_decay,
+        device=model_device(model), progress=False)
     return model
 
 
-def train_lp_ft(train: TensorDataset, recipe: Recipe = RECIPES["fine-tune"], seed: int = 0,
+def train_lp_ft(train: TensorDataset, seed: int = 0, *, recipe: Recipe = RECIPES["fine-tune"],
                 num_classes: int = 10, source: str = SHIPPED) -> nn.Module:
     """Probe, then fine-tune (LP-FT): the tuned linear probe, then `recipe` on every layer.
 
@@ -153,20 +164,22 @@ def train_lp_ft(train: TensorDataset, recipe: Recipe = RECIPES["fine-tune"], see
     return _train_all(model, train, recipe, seed, head_lr_mult=1.0)
 
 
-def train_gradual_unfreezing(train: TensorDataset, recipe: Recipe = RECIPES["fine-tune"],
-                             seed: int = 0, num_classes: int = 10,
+def train_gradual_unfreezing(train: TensorDataset, seed: int = 0, *,
+                             recipe: Recipe = RECIPES["fine-tune"], num_classes: int = 10,
                              source: str = SHIPPED) -> nn.Module:
     """ULMFiT's gradual unfreezing: a new head first, then one more block per stage, top down.
 
-    One optimizer and one one-cycle schedule span the whole run, as in ULMFiT; the epochs are
-    split into equal stages, and at the start of each the next block down is unfrozen. A frozen
-    parameter has no gradient, so AdamW leaves it alone (weight decay included) until its stage.
+    One optimizer and one one-cycle schedule span the whole run (ULMFiT runs one per stage, with
+    learning rates divided by 2.6 per layer); the epochs (about
+    `recipe.steps` steps, at least one epoch per stage) are split into equal stages, and at the
+    start of each the next block down is unfrozen. A frozen parameter has no gradient, so AdamW
+    leaves it alone (weight decay included) until its stage.
     """
     set_seed(seed)
     model = to_device(reset_classifier(load_pretrained(source), num_classes))
-    n_stages = 1 + sum(name.startswith("block") for name, _ in model.features.named_children())
-    loader, epochs = _loader(train, recipe, seed)
-    epochs = max(epochs, n_stages)
+    n_stages = 1 + len(get_stages(model))
+    loader = _loader(train, recipe, seed)
+    epochs = max(math.ceil(recipe.steps / len(loader)), n_stages)
     optimizer = adamw(param_groups_discriminative(   # every parameter, frozen later
         model, recipe.lr, recipe.head_lr_mult, recipe.weight_decay))
 
@@ -177,7 +190,7 @@ def train_gradual_unfreezing(train: TensorDataset, recipe: Recipe = RECIPES["fin
     return model.eval()
 
 
-TRAINERS = {
+TRAINERS: dict[str, Trainer] = {
     "scratch": train_scratch,
     "linear probe": train_linear_probe,
     "fine-tune": train_fine_tune,
@@ -187,40 +200,50 @@ TRAINERS = {
 }
 
 
-def _trained(method: str, train: TensorDataset, seed: int, recipe: Recipe | None) -> nn.Module:
-    if method not in TRAINERS:
-        raise ValueError(f"unknown method {method!r}; choose from {tuple(TRAINERS)}")
-    if recipe is None:
-        return TRAINERS[method](train, seed=seed)
-    return TRAINERS[method](train, recipe, seed)
+def trainers_for(methods: Iterable[str] | Mapping[str, Trainer]) -> dict[str, Trainer]:
+    """{name: trainer} for `methods`: names of TRAINERS, or a mapping of names to any trainers
+    (functions of (train, seed), e.g. lambdas written in a notebook), used as given."""
+    if isinstance(methods, Mapping):
+        return dict(methods)
+    unknown = [m for m in methods if m not in TRAINERS]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; choose from {tuple(TRAINERS)}, or pass "
+                         "a dict of names to trainer functions")
+    return {m: TRAINERS[m] for m in methods}
 
 
-def accuracy_of(method: str, train: TensorDataset, test: TensorDataset, seed: int = 0,
-                recipe: Recipe | None = None) -> float:
-    """Train with `method` (a key of TRAINERS) on `train`; return its accuracy on `test`."""
-    model = _trained(method, train, seed, recipe)
-    return evaluate(model, None, TensorLoader(test, 1024))["accuracy"]
+def accuracy_of(trainer: str | Trainer, train: TensorDataset, test: TensorDataset,
+                seed: int = 0) -> float:
+    """Train with `trainer` (a TRAINERS name or a trainer function) on `train`; its accuracy on `test`."""
+    if isinstance(trainer, str):
+        trainer = trainers_for([trainer])[trainer]
+    return accuracy_on(trainer(train, seed), test)
 
 
-def few_shot_state(method: str, k: int, seed: int) -> dict:
-    """Train `method` on `k` handwritten labels per class (seed `seed`); return its state_dict.
+def few_shot_accuracy(trainer: str | Trainer, k: int, seed: int) -> float:
+    """Handwritten test accuracy of `trainer` trained on `k` labels per class (seed `seed`)."""
+    train_pool, test = load_handwritten()
+    return accuracy_of(trainer, few_shot_subset(train_pool, k, seed), test, seed)
 
-    Plain arguments in, tensors out: cheap to send to and from the processes of `run_parallel`.
-    """
+
+def _few_shot_accuracy_by_name(trainers: dict[str, Trainer], method: str, k: int, seed: int) -> float:
+    return few_shot_accuracy(trainers[method], k, seed)
+
+
+def _few_shot_state(trainers: dict[str, Trainer], method: str, k: int, seed: int) -> dict:
+    """The state_dict of `method` trained on `k` handwritten labels per class: plain tensors,
+    cheap to send back from the processes of `run_parallel`."""
     train_pool, _ = load_handwritten()
-    model = _trained(method, few_shot_subset(train_pool, k, seed), seed, None)
+    model = trainers[method](few_shot_subset(train_pool, k, seed), seed)
     return {name: t.cpu() for name, t in model.state_dict().items()}
 
 
-def few_shot_accuracy(method: str, k: int, seed: int) -> float:
-    """Handwritten test accuracy of `method` trained on `k` labels per class (seed `seed`)."""
-    train_pool, test = load_handwritten()
-    return accuracy_of(method, few_shot_subset(train_pool, k, seed), test, seed)
-
-
 def _small_cnn(state: dict) -> SmallCNN:
-    """A SmallCNN holding `state`, in eval mode (frozen or not, as any fresh model)."""
-    model = SmallCNN(num_classes=state["classifier.weight"].shape[0])
+    """A SmallCNN holding `state`, its shape read from the state itself (any widths and
+    classes), in eval mode (frozen or not, as any fresh model)."""
+    convs = [state[f"{stage}.0.weight"] for stage in SmallCNN.stages]
+    model = SmallCNN(num_classes=state["classifier.weight"].shape[0],
+                     in_channels=convs[0].shape[1], widths=tuple(w.shape[0] for w in convs))
     model.load_state_dict(state)
     return model.eval()
 
@@ -259,18 +282,21 @@ def run_parallel(fn, jobs, workers: int | None = 1, progress: bool = True, desc:
         return [f.result() for f in tqdm(futures, desc=desc, disable=not progress)]
 
 
-def few_shot_models(jobs, workers: int | None = 1, progress: bool = True) -> dict[tuple, nn.Module]:
+def few_shot_models(jobs, methods=TRAINERS, workers: int | None = 1,
+                    progress: bool = True) -> dict[tuple, nn.Module]:
     """Train every `(method, k, seed)` of `jobs` on `k` handwritten labels per class.
 
     Returns {job: model}, the models on the CPU in eval mode. The same k-per-class subset of the
-    training split is used by every method for a given k and seed; `workers` as in `run_parallel`.
+    training split is used by every method for a given k and seed; `methods` as in
+    `trainers_for`, `workers` as in `run_parallel`.
     """
     jobs = [tuple(job) for job in jobs]
-    states = run_parallel(few_shot_state, jobs, workers, progress)
+    trainers = trainers_for(methods)
+    states = run_parallel(partial(_few_shot_state, trainers), jobs, workers, progress)
     return {job: _small_cnn(state) for job, state in zip(jobs, states)}
 
 
-def grid_jobs(ks, seeds, methods=METHODS) -> list[tuple[str, int, int]]:
+def grid_jobs(ks, seeds, methods: Iterable[str] = METHODS) -> list[tuple[str, int, int]]:
     """Every (method, k, seed), largest k first: the longest trainings start first, so that
     parallel processes finish together."""
     return [(m, k, s) for k in sorted(ks, reverse=True) for s in seeds for m in methods]
@@ -280,12 +306,22 @@ def data_efficiency(ks=(1, 2, 5, 10, 20, 50), seeds=(0, 1, 2), methods=METHODS,
                     progress: bool = True, workers: int | None = 1) -> dict[str, dict[int, list[float]]]:
     """Handwritten-digit test accuracy for each method, labels per class k and seed.
 
+    `methods`: names of TRAINERS, or a dict of names to trainer functions (`trainers_for`).
     Returns {method: {k: [accuracy per seed]}}, ready for `plot_data_efficiency`. Each process
     scores its own models, so only the accuracies travel back.
     """
-    jobs = grid_jobs(ks, seeds, methods)
-    accuracy = dict(zip(jobs, run_parallel(few_shot_accuracy, jobs, workers, progress)))
-    return {m: {k: [accuracy[m, k, s] for s in seeds] for k in ks} for m in methods}
+    trainers = trainers_for(methods)
+    jobs = grid_jobs(ks, seeds, trainers)
+    scores = run_parallel(partial(_few_shot_accuracy_by_name, trainers), jobs, workers, progress)
+    accuracy = dict(zip(jobs, scores))
+    return {m: {k: [accuracy[m, k, s] for s in seeds] for k in ks} for m in trainers}
+
+
+def tuning_split() -> tuple[TensorDataset, TensorDataset]:
+    """The two halves of the handwritten training pool that `tune` draws labels from and scores
+    on (the test split is never seen)."""
+    train_pool, _ = load_handwritten()
+    return train_val_split(train_pool, val_fraction=0.5, seed=0)
 
 
 def tune(method: str, ks=(1, 3, 10), seeds=(0, 1), lrs=(3e-4, 1e-3, 3e-3, 1e-2),
@@ -295,14 +331,13 @@ def tune(method: str, ks=(1, 3, 10), seeds=(0, 1), lrs=(3e-4, 1e-3, 3e-3, 1e-2),
     The k labels per class come from the tuning half of the pool and are scored on the other
     half, so the test split is never seen.
     """
-    train_pool, _ = load_handwritten()
-    fit_pool, val = train_val_split(train_pool, val_fraction=0.5, seed=0)
+    fit_pool, val = tuning_split()
     base = RECIPES[method]
     scores = {}
     for lr, n_steps, augment, batch in itertools.product(lrs, steps, augments, batch_sizes):
         recipe = replace(base, lr=lr, steps=n_steps, augment=augment, batch_size=batch)
-        accs = [accuracy_of(method, few_shot_subset(fit_pool, k, s), val, s, recipe)
-                for k in ks for s in seeds]
+        trainer = partial(TRAINERS[method], recipe=recipe)
+        accs = [accuracy_of(trainer, few_shot_subset(fit_pool, k, s), val, s) for k in ks for s in seeds]
         scores[recipe] = sum(accs) / len(accs)
     return max(scores, key=scores.get), scores
 
@@ -317,7 +352,9 @@ def main(argv=None) -> None:
     if args.tune:
         for method in METHODS:
             best, scores = tune(method)
-            print(f"{method}: best {best} (validation accuracy {scores[best]:.3f})")
+            for recipe, score in sorted(scores.items(), key=lambda item: -item[1]):
+                print(f"{method}: {recipe} validation accuracy {score:.3f}")
+            print(f"{method}: best {best}")
         return
     results = data_efficiency(args.ks, args.seeds, workers=args.workers)
     print("k   " + "".join(f"{m:>15}" for m in METHODS))

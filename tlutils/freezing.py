@@ -1,6 +1,7 @@
 """Freezing: which parameters the optimizer may change, and what BatchNorm does while frozen.
 
-Taught in chapter 3. Names follow timm (`freeze`, `unfreeze`); the BatchNorm semantics are:
+Taught in :doc:`chapter 3 </book/03_freezing>`. Names follow timm (`freeze`, `unfreeze`); the
+BatchNorm semantics are:
 
 * `freeze(..., train_bn=False)` (the default) freezes BatchNorm completely: its affine
   parameters stop training *and* its layers stay in eval mode, using and keeping their stored

@@ -1,4 +1,5 @@
-"""Classification metrics written out from their definitions, taught in chapter 5 ("Evaluation").
+"""Classification metrics written out from their definitions, taught in
+:doc:`chapter 5 </book/05_evaluation>`.
 
 Every function takes 1-D integer labels as torch tensors, numpy arrays or lists, returns Python
 floats for scalars and numpy arrays for everything else, and gives the same numbers as
@@ -138,6 +139,11 @@ class PairedDifference:
     def reliably_negative(self) -> bool:
         """B beats A: the whole interval lies below zero."""
         return self.high < 0
+
+    def for_prose(self, name: str) -> dict[str, float]:
+        """The numbers a sentence quotes, by the names a chapter glues them under:
+        {name: mean, name_low: low, name_high: high}."""
+        return {name: self.mean, f"{name}_low": self.low, f"{name}_high": self.high}
 
 
 def paired_difference(a, b, n_boot: int = 10_000, alpha: float = 0.05,

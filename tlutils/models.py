@@ -17,7 +17,7 @@ SHIPPED = "smallcnn-glyphs"
 SHUFFLED = "smallcnn-glyphs-shuffled"   # control: trained on shuffled labels (chapter 6)
 CHECKPOINTS = (SHIPPED, SHUFFLED)       # the checkpoints shipped in tlutils/weights/
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-_HEAD_ATTRIBUTES = ("classifier", "fc", "heads", "head")   # where torchvision and timm keep heads
+_HEAD_ATTRIBUTES = ("classifier", "fc", "heads", "head")   # where torchvision keeps heads, undeclared
 
 
 def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -30,7 +30,11 @@ class SmallCNN(nn.Module):
 
     `features` maps (N, in_channels, H, W) images to (N, feature_dim) vectors; blocks are named
     `block1`..`block5` so they can be frozen by name, e.g. `freeze(model, ["features.block1"])`.
+    The model declares where its parts are, as timm models do: `pretrained_cfg["classifier"]`
+    names the head and `stages` the blocks from input to output (`get_classifier`, `get_stages`).
     """
+
+    stages = tuple(f"features.block{i}" for i in range(1, 6))
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1,
                  widths: tuple[int, ...] = (16, 32, 32, 64, 64)):
@@ -53,6 +57,7 @@ class SmallCNN(nn.Module):
         self.features.add_module("flatten", nn.Flatten())
         self.feature_dim = c5
         self.classifier = nn.Linear(c5, num_classes)
+        self.pretrained_cfg = {"classifier": "classifier"}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels or min(x.shape[2:]) < 4:
@@ -96,12 +101,12 @@ def load_pretrained(name: str = SHIPPED, *, weights=None, num_classes: int | Non
     None gives random weights). Downloadable weights that are not cached raise a RuntimeError that
     says how to pre-seed TORCH_HOME. `num_classes` replaces the head via `reset_classifier`.
     """
-    import torchvision
-
     if name in CHECKPOINTS:
         if weights is not None:
             raise ValueError(f"{name!r} has one set of weights; leave weights=None")
         return _load_shipped(name, num_classes)
+    import torchvision   # here, not at the top: it takes a second to import, and the shipped
+                         # models, which every chapter loads, do not need it
     available = torchvision.models.list_models()
     if name not in available:
         raise ValueError(f"unknown model {name!r}: use {SHIPPED!r} (or its control {SHUFFLED!r}) "
@@ -120,7 +125,16 @@ def load_pretrained(name: str = SHIPPED, *, weights=None, num_classes: int | Non
 
 
 def _head_location(model: nn.Module) -> tuple[nn.Module, str]:
-    """The (parent module, attribute name) of the model's final Linear layer."""
+    """The (parent module, attribute name) of the model's head: where the model declares it
+    (timm's `pretrained_cfg["classifier"]`), else the final Linear layer at a usual place."""
+    declared = getattr(model, "pretrained_cfg", {}).get("classifier")
+    if declared:
+        parent_name, _, attr = declared.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        if not isinstance(getattr(parent, attr, None), nn.Linear):
+            raise ValueError(f"{type(model).__name__} declares its classifier at {declared!r}, "
+                             "which is not a Linear layer")
+        return parent, attr
     for attr in _HEAD_ATTRIBUTES:
         head = getattr(model, attr, None)
         if isinstance(head, nn.Linear):
@@ -137,6 +151,20 @@ def get_classifier(model: nn.Module) -> nn.Linear:
     """The model's classifier head (its last Linear layer), as timm's `get_classifier`."""
     parent, attr = _head_location(model)
     return getattr(parent, attr)
+
+
+def get_stages(model: nn.Module) -> list[str]:
+    """The names of the model's stages below the head, from input to output: its declared
+    `stages`, else the children of `model.features` (or of the model) that hold parameters of
+    their own. Layer-wise learning rates and gradual unfreezing go stage by stage."""
+    declared = getattr(model, "stages", None)
+    if declared is not None:
+        return list(declared)
+    head_ids = {id(p) for p in get_classifier(model).parameters()}
+    body = getattr(model, "features", None)
+    prefix, parent = ("features.", body) if isinstance(body, nn.Sequential) else ("", model)
+    return [prefix + name for name, child in parent.named_children()
+            if any(id(p) not in head_ids for p in child.parameters())]
 
 
 def reset_classifier(model: nn.Module, num_classes: int) -> nn.Module:

@@ -1,14 +1,15 @@
 """Parameter groups for fine-tuning: weight decay where it belongs, and per-layer learning rates.
 
-Taught in chapter 4. Every group carries a real `lr` (not timm's `lr_scale`), so any plain
-`torch.optim` optimizer and scheduler works with them. Frozen parameters are left out.
+Taught in :doc:`chapter 4 </book/04_fine_tuning>`. Every group carries a real `lr` (not timm's
+`lr_scale`), so any plain `torch.optim` optimizer and scheduler works with them. Frozen
+parameters are left out.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from .models import get_classifier
+from .models import get_classifier, get_stages
 
 
 def _no_decay(name: str, param: nn.Parameter) -> bool:
@@ -50,16 +51,8 @@ def param_groups_discriminative(model: nn.Module, lr: float, head_lr_mult: float
 
 
 def _blocks(model: nn.Module) -> list[nn.Module]:
-    """The model's stages from input to output: children of `model.features` (if any), then head.
-
-    A child that holds the head (e.g. a Sequential of dropout and Linear) is a stage only if it has
-    parameters of its own; the head's parameters always go to the last stage.
-    """
-    head = get_classifier(model)
-    head_ids = {id(p) for p in head.parameters()}
-    body = getattr(model, "features", None)
-    stages = list(body.children()) if isinstance(body, nn.Sequential) else list(model.children())
-    return [m for m in stages if any(id(p) not in head_ids for p in m.parameters())] + [head]
+    """The model's stages from input to output (`get_stages`), then its head."""
+    return [model.get_submodule(name) for name in get_stages(model)] + [get_classifier(model)]
 
 
 def param_groups_layer_decay(model: nn.Module, lr: float, decay: float = 0.75,

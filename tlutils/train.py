@@ -1,9 +1,9 @@
 """Training and evaluation loops, shaped like torchvision's reference scripts, plus feature caching.
 
-`train_one_epoch` and `evaluate` are the two loops every chapter uses; `fit` runs them for some
-epochs and returns a `History`; `fine_tune` is fastai's recipe (train the head, then everything);
-`extract_features` caches a frozen backbone's outputs (chapter 3). Works on CPU, and on CUDA with
-bf16 autocast when a GPU is present (`device="auto"`).
+`train_one_epoch` and `evaluate` are the two loops every chapter uses; `fit` runs them for a
+number of epochs or of optimizer steps and returns a `History`; `extract_features` caches a
+frozen backbone's outputs (chapter 3). Works on CPU, and on CUDA with bf16 autocast when a GPU
+is present (`device="auto"`).
 """
 from __future__ import annotations
 
@@ -22,9 +22,7 @@ from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
 from .data import TensorLoader
-from .freezing import freeze, unfreeze
-from .models import get_classifier
-from .optim import adamw, param_groups_discriminative, param_groups_weight_decay
+from .optim import adamw, param_groups_weight_decay
 
 
 def get_device(device: str | torch.device = "auto") -> torch.device:
@@ -213,10 +211,26 @@ def make_optimizer(model: nn.Module, lr: float = 1e-3, weight_decay: float = 1e-
     return adamw(param_groups_weight_decay(model, lr, weight_decay))
 
 
-def fit(model: nn.Module, train_loader, *, epochs: int, optimizer=None, lr: float | None = None,
-        weight_decay: float | None = None, criterion=None, val_loader=None, one_cycle: bool = True,
-        device="auto", progress: bool = True, before_epoch=None) -> History:
-    """Train for `epochs` and return a History (per-epoch loss, accuracy and seconds).
+class _FirstBatches:
+    """The first `n` batches of a loader: the last, partial epoch of a budget of steps."""
+
+    def __init__(self, loader, n: int):
+        self.loader, self.n = loader, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        return itertools.islice(self.loader, self.n)
+
+
+def fit(model: nn.Module, train_loader, *, epochs: int | None = None, steps: int | None = None,
+        optimizer=None, lr: float | None = None, weight_decay: float | None = None,
+        criterion=None, val_loader=None, one_cycle: bool = True, device="auto",
+        progress: bool = True, before_epoch=None) -> History:
+    """Train for `epochs`, or for exactly `steps` optimizer steps (one per batch, the last epoch
+    cut short, as nanoGPT counts iterations), and return a History (per-epoch loss, accuracy and
+    seconds).
 
     Defaults: cross-entropy, AdamW (`make_optimizer`, lr 1e-3, weight decay 1e-4) and a one-cycle
     schedule peaking at each group's own `lr`. An `optimizer` brings its own learning rates and
@@ -226,12 +240,19 @@ def fit(model: nn.Module, train_loader, *, epochs: int, optimizer=None, lr: floa
     `before_epoch(epoch)`, if given, runs before each epoch (numbered from 1), e.g. to unfreeze
     the next block while optimizer and schedule carry on (gradual unfreezing, chapter 4).
     """
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    budget = {name: n for name, n in (("epochs", epochs), ("steps", steps)) if n is not None}
+    if len(budget) != 1:
+        raise ValueError("give fit either epochs or steps (optimizer steps, one per batch)")
+    [(name, n)] = budget.items()
+    if n < 1:
+        raise ValueError(f"{name} must be >= 1, got {n}")
     if optimizer is not None and (lr is not None or weight_decay is not None):
         raise ValueError("pass either an optimizer or lr/weight_decay, not both: an optimizer "
                          "already holds its learning rates and weight decay")
     _check_loader(train_loader)
+    per_epoch = len(train_loader)
+    total_steps = steps if epochs is None else epochs * per_epoch
+    epochs = math.ceil(total_steps / per_epoch)
     device = get_device(device)
     to_device(model, device)
     criterion = criterion if criterion is not None else nn.CrossEntropyLoss()
@@ -242,14 +263,16 @@ def fit(model: nn.Module, train_loader, *, epochs: int, optimizer=None, lr: floa
     if one_cycle:
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
-            total_steps=epochs * len(train_loader))
+            total_steps=total_steps)
     was_training, history = model.training, History()
     try:
         for epoch in tqdm(range(1, epochs + 1), desc="fit", disable=not progress):
             if before_epoch is not None:
                 before_epoch(epoch)
             start = time.perf_counter()
-            train = train_one_epoch(model, criterion, optimizer, train_loader, device, epoch,
+            left = total_steps - (epoch - 1) * per_epoch
+            batches = train_loader if left >= per_epoch else _FirstBatches(train_loader, left)
+            train = train_one_epoch(model, criterion, optimizer, batches, device, epoch,
                                     scheduler=scheduler, progress=False)
             val = evaluate(model, criterion, val_loader, device) if val_loader is not None else {}
             history.epoch.append(epoch)
@@ -261,26 +284,6 @@ def fit(model: nn.Module, train_loader, *, epochs: int, optimizer=None, lr: floa
     finally:
         model.train(was_training)
     return history
-
-
-def fine_tune(model: nn.Module, train_loader, *, head_epochs: int, epochs: int, lr: float = 1e-3,
-              head_lr_mult: float = 10.0, weight_decay: float = 1e-4, val_loader=None,
-              device="auto", progress: bool = True) -> tuple[History, History]:
-    """fastai's recipe: train the head on a frozen body, then unfreeze and train everything.
-
-    The second stage uses discriminative learning rates: body at `lr`, head at `lr * head_lr_mult`.
-    Returns the two stages' histories.
-    """
-    freeze(model)                               # the body: everything but the head's Linear,
-    unfreeze(model, [get_classifier(model)])    # even when the head sits inside a Sequential
-    head_history = fit(model, train_loader, epochs=head_epochs, lr=lr * head_lr_mult,
-                       weight_decay=weight_decay, val_loader=val_loader, device=device,
-                       progress=progress)
-    unfreeze(model)
-    optimizer = adamw(param_groups_discriminative(model, lr, head_lr_mult, weight_decay))
-    full_history = fit(model, train_loader, epochs=epochs, optimizer=optimizer,
-                       val_loader=val_loader, device=device, progress=progress)
-    return head_history, full_history
 
 
 def extract_features(backbone: nn.Module, data_loader, device=None) -> TensorDataset:
