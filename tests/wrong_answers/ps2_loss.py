@@ -27,6 +27,27 @@ WRONG_ANSWERS = [
         {"cross_entropy": "def cross_entropy(logits, labels):\n    return F.cross_entropy(logits, labels)\n"},
         loses={"test_cross_entropy_hidden"},
     ),
+    WrongAnswer(  # the same shortcut by other spellings: a Tensor method, torch.special, nll_loss
+        "ce_calls_tensor_log_softmax",
+        {"cross_entropy": "def cross_entropy(logits, labels):\n"
+                          "    return -logits.log_softmax(1).gather(1, labels[:, None]).mean()\n"},
+        loses={"test_cross_entropy_hidden"},
+    ),
+    WrongAnswer(
+        "ce_calls_special_logsumexp",
+        {"cross_entropy": "def cross_entropy(logits, labels):\n"
+                          "    log_norm = torch.special.logsumexp(logits, dim=1)\n"
+                          "    return (log_norm - logits.gather(1, labels[:, None]).squeeze(1)).mean()\n"},
+        loses={"test_cross_entropy_hidden"},
+    ),
+    WrongAnswer(
+        "ce_calls_nll_loss",
+        {"cross_entropy": "def cross_entropy(logits, labels):\n"
+                          "    shifted = logits - logits.max(dim=1, keepdim=True).values\n"
+                          "    log_probs = shifted - shifted.exp().sum(dim=1, keepdim=True).log()\n"
+                          "    return F.nll_loss(log_probs, labels)\n"},
+        loses={"test_cross_entropy_hidden"},
+    ),
     WrongAnswer(
         "ce_warns_but_right",
         {"cross_entropy": "import warnings\n\n" + swap(

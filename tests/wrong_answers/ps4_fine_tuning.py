@@ -13,7 +13,7 @@ FINE_TUNE = solution_source("ps4_fine_tuning", "fine_tune_few_shot")
 
 
 KEEP_HEAD = "    model = tlutils.load_pretrained()   # digits -> digits: the glyph head already fits, keep it\n"
-FIT = ("    tlutils.fit(model, loader, epochs=math.ceil(steps / len(loader)), lr=3e-3, weight_decay=1e-4,\n"
+FIT = ("    tlutils.fit(model, loader, steps=steps, lr=3e-3, weight_decay=1e-4,\n"
        "                device=\"cpu\", progress=False)\n")
 
 # Part (b) by hand, correct: trainable BatchNorm layers get their own train() back.
@@ -206,7 +206,7 @@ WRONG_ANSWERS = [
                  "model = tlutils.reset_classifier(tlutils.load_pretrained(), 10)"),
             FIT,
             "    optimizer = torch.optim.AdamW(discriminative_groups(model, lr=3e-3, head_lr_mult=10.0))\n"
-            "    tlutils.fit(model, loader, epochs=math.ceil(steps / len(loader)), optimizer=optimizer,\n"
+            "    tlutils.fit(model, loader, steps=steps, optimizer=optimizer,\n"
             "                device=\"cpu\", progress=False)\n")},
         loses=set(),
     ),
