@@ -176,11 +176,12 @@ WRONG_ANSWERS = [
         {"fine_tune_few_shot": swap(FINE_TUNE, KEEP_HEAD, KEEP_HEAD + "    unfreeze_top(model, 0)\n")},
         loses={"test_fine_tune_few_shot_hidden"},
     ),
-    WrongAnswer(  # a learning rate 300x too high wrecks the pretrained features: 74% on the visible
-        "lr_too_high",  # draw, 76-81% on the hidden ones (the solution: 92-94%). At 30x, 0.1, it
-        # still clears 85%, so that is not a wrong answer by the exercise's own measure.
+    WrongAnswer(  # a learning rate 300x too high wrecks the pretrained features: 84% on the visible
+        "lr_too_high",  # validation draw (above its 80%, the solution: 95%), 76-81% on the hidden
+        # test draws, below their 85%. At 30x, 0.1, it still clears 85%, so that is not a wrong
+        # answer by the exercise's own measure.
         {"fine_tune_few_shot": swap(FINE_TUNE, "lr=3e-3", "lr=1.0")},
-        loses={"test_fine_tune_few_shot", "test_fine_tune_few_shot_hidden"},
+        loses={"test_fine_tune_few_shot_hidden"},
     ),
     WrongAnswer(  # seed 002's leak: trains on the test split instead of `train`
         "trains_on_test_split",
