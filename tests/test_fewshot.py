@@ -105,7 +105,7 @@ def test_gradual_unfreezing_leaves_a_block_alone_until_its_stage(few):
 
 
 def test_lp_ft_starts_from_the_probe(few):
-    probe = fewshot.train_linear_probe(few)
+    probe = fewshot.train_linear_probe(few, recipe=TINY)
     with mock.patch.object(fewshot, "train_linear_probe", return_value=probe) as stage_one:
         model = fewshot.train_lp_ft(few, recipe=TINY)
     stage_one.assert_called_once()
@@ -117,17 +117,12 @@ def tiny(method):
     return partial(fewshot.TRAINERS[method], recipe=TINY)
 
 
-def test_every_trainer_returns_a_model_of_the_target_classes(few):
-    for method in fewshot.TRAINERS:
-        out = tiny(method)(few, 0)(few.tensors[0])
-        assert out.shape == (len(few), 10), method
-
-
 @pytest.mark.parametrize("method", list(fewshot.TRAINERS))
-def test_every_trainer_moves_the_whole_model_to_the_training_device(few, method):
-    """On CUDA or MPS a model whose head alone was moved would fail at its next evaluate. On the
-    CPU every tensor is on the CPU anyway, so the check records what `Module.to` moved: every
-    parameter and buffer of the returned model must have gone to the device `fit` trains on."""
+def test_every_trainer_returns_a_model_of_the_target_classes_on_one_device(few, method):
+    """The model maps images to the target's 10 classes, all of it on one device. On CUDA or MPS a
+    model whose head alone was moved would fail at its next evaluate. On the CPU every tensor is
+    on the CPU anyway, so the check records what `Module.to` moved: every parameter and buffer of
+    the returned model must have gone to the device `fit` trains on."""
     moved, original_to = set(), nn.Module.to
 
     def recording_to(module, *args, **kwargs):
@@ -139,6 +134,7 @@ def test_every_trainer_moves_the_whole_model_to_the_training_device(few, method)
     tensors = {name: id(t) for name, t in [*model.named_parameters(), *model.named_buffers()]}
     assert not [name for name, i in tensors.items() if i not in moved], method
     assert tlutils.model_device(model) == tlutils.get_device("auto")
+    assert model(few.tensors[0].to(tlutils.model_device(model))).shape == (len(few), 10)
 
 
 def test_unknown_method_is_named_in_the_error(few):
@@ -176,11 +172,11 @@ def test_data_efficiency_is_the_same_in_parallel_and_here_for_any_trainer():
     exactly as here."""
     methods = {"linear probe": fewshot.TRAINERS["linear probe"],
                "probe, by hand": lambda train, seed: fewshot.train_linear_probe(train, seed)}
-    args = dict(ks=(1, 2), seeds=(0, 1), methods=methods, progress=False)
+    args = dict(ks=(1,), seeds=(0, 1), methods=methods, progress=False)
     parallel = fewshot.data_efficiency(**args, workers=2)
     assert parallel == fewshot.data_efficiency(**args, workers=1)
     assert parallel["linear probe"] == parallel["probe, by hand"]
-    assert set(parallel) == set(methods) and set(parallel["linear probe"]) == {1, 2}
+    assert set(parallel) == set(methods) and set(parallel["linear probe"]) == {1}
     assert all(len(accs) == 2 and all(0.3 < a <= 1 for a in accs)
                for accs in parallel["linear probe"].values())
 
