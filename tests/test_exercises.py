@@ -38,7 +38,8 @@ pytestmark = pytest.mark.slow
 
 GRADER_CHECKS_ON = "ps2_loss"
 # course directories graded at once: the cores this pytest process has to itself
-SHARES = max(1, min(4, len(os.sched_getaffinity(0)) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))))
+PROCESSES = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))
+SHARES = max(1, min(4, len(os.sched_getaffinity(0)) // PROCESSES))
 FAILED_STUDENT = re.compile(r"There was an error processing assignment '[^']*' for student '([^']*)'")
 # Student ids starting with "0" sort before the others, and nbgrader grades in sorted order.
 # Each replaces the last answer cell. Graded only in GRADER_CHECKS_ON's batch.

@@ -170,9 +170,9 @@ def train_gradual_unfreezing(train: TensorDataset, seed: int = 0, *,
     """ULMFiT's gradual unfreezing: a new head first, then one more block per stage, top down.
 
     One optimizer and one one-cycle schedule span the whole run (ULMFiT runs one per stage, with
-    learning rates divided by 2.6 per layer); the epochs (about
-    `recipe.steps` steps, at least one epoch per stage) are split into equal stages, and at the
-    start of each the next block down is unfrozen. A frozen parameter has no gradient, so AdamW
+    learning rates divided by 2.6 per layer). The epochs, about `recipe.steps` steps and at least
+    one per stage, are split into equal stages, and at the start of each the next block down is
+    unfrozen. A frozen parameter has no gradient, so AdamW
     leaves it alone (weight decay included) until its stage.
     """
     set_seed(seed)
