@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 MATHJAX := _mathjax/_static/mathjax/tex-chtml.js
 
-.PHONY: book test test-fast browser clean
+.PHONY: book test test-fast browser data clean
 
 # requirements.lock is the lock file (every package pinned, with hashes; README says how to
 # refresh it from requirements.in), so pip installs exactly those versions and checks each hash.
@@ -25,7 +25,7 @@ $(MATHJAX): $(STAMP)
 	cp -r "$$($(PY) -c 'import mathjax, pathlib; print(pathlib.Path(mathjax.__file__).parent / "static" / "mathjax" / "es5")')" _mathjax/_static/mathjax
 	touch $@
 
-book: $(STAMP) $(MATHJAX)
+book: $(STAMP) $(MATHJAX) data
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 
 # Headless Chromium for the browser test (Debian packages; needs root or sudo).
@@ -33,16 +33,22 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
 
+# Fashion-MNIST, chapter 8's real photos to fine-tune on (a Debian package; needs root or sudo).
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+data:
+	@test -f $(FASHION_MNIST) || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist; }
+
 # Two pytest runs, so that each chapter executes once: the first runs the unit tests, the
 # exercises' grading and every chapter under nbval, in two processes that share the work by units
 # (an assignment, a chapter, a test file: tests/conftest.py), each chapter stored in the book's
 # execution cache by book/conftest.py; the second builds the book from that cache and checks it in
 # a browser and in JupyterLab.
-test: $(STAMP) $(MATHJAX) browser
+test: $(STAMP) $(MATHJAX) browser data
 	$(PY) -m pytest -n 2 --dist loadscope -m "not book" --durations=15
 	$(PY) -m pytest -m book --durations=5
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) data
 	$(PY) -m pytest tests -m "not slow"
 
 clean:

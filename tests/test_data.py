@@ -1,13 +1,12 @@
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from sklearn.datasets import load_digits
 from torch.utils.data import TensorDataset
 
 from tlutils.data import (DIGITS, IMAGE_SIZE, RandomAffineBatch, TensorLoader, few_shot_indices,
-                          few_shot_subset, glyph_templates, load_handwritten, load_image_folder,
-                          render_glyphs, train_val_split)
+                          few_shot_subset, glyph_templates, load_handwritten, render_glyphs,
+                          train_val_split)
 
 
 def image_rows(images: torch.Tensor) -> list[bytes]:
@@ -184,69 +183,6 @@ def test_train_val_split_is_reproducible_for_a_seed(handwritten):
 def test_train_val_split_rejects_fraction_outside_0_1(handwritten, fraction):
     with pytest.raises(ValueError, match="val_fraction"):
         train_val_split(handwritten[0], val_fraction=fraction)
-
-
-# --- load_image_folder ---------------------------------------------------------------------------
-
-def write_png(path, color, size=(5, 7)):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, color).save(path)
-
-
-@pytest.fixture
-def image_folder(tmp_path):
-    write_png(tmp_path / "ants" / "a1.png", (255, 0, 0))
-    write_png(tmp_path / "ants" / "a2.PNG", (255, 0, 0), size=(9, 3))
-    write_png(tmp_path / "bees" / "b1.png", (0, 0, 255))
-    write_png(tmp_path / "bees" / "nested" / "b2.png", (0, 0, 255))
-    write_png(tmp_path / "bees" / "b3.jpg", (0, 0, 255))
-    (tmp_path / "bees" / ".DS_Store").write_bytes(b"\0")   # hidden files are ignored
-    return tmp_path
-
-
-def test_load_image_folder_loads_images_labels_and_classes(image_folder):
-    dataset = load_image_folder(image_folder, size=8)
-    x, y = dataset.tensors
-    assert dataset.classes == ["ants", "bees"]
-    assert x.shape == (5, 3, 8, 8) and x.dtype == torch.float32
-    assert y.tolist() == [0, 0, 1, 1, 1]
-    torch.testing.assert_close(x[:2], torch.tensor([1.0, 0, 0]).view(1, 3, 1, 1).expand(2, 3, 8, 8))
-    blue = torch.tensor([0, 0, 1.0]).view(1, 3, 1, 1).expand(3, 3, 8, 8)
-    torch.testing.assert_close(x[2:], blue, atol=2 / 255, rtol=0)   # JPEG may shift a level
-
-
-def test_load_image_folder_grayscale_has_one_channel(image_folder):
-    x, y = load_image_folder(image_folder, size=6, grayscale=True).tensors
-    assert x.shape == (5, 1, 6, 6)
-    assert x.min() >= 0 and x.max() <= 1
-
-
-def test_load_image_folder_missing_folder(tmp_path):
-    with pytest.raises(ValueError, match="does not exist"):
-        load_image_folder(tmp_path / "nope")
-
-
-def test_load_image_folder_empty_folder(tmp_path):
-    with pytest.raises(ValueError, match="at least two class subfolders"):
-        load_image_folder(tmp_path)
-
-
-def test_load_image_folder_one_class(tmp_path):
-    write_png(tmp_path / "ants" / "a.png", (1, 2, 3))
-    with pytest.raises(ValueError, match=r"at least two class subfolders, found \['ants'\]"):
-        load_image_folder(tmp_path)
-
-
-def test_load_image_folder_non_image_file(image_folder):
-    (image_folder / "ants" / "notes.txt").write_text("not an image")
-    with pytest.raises(ValueError, match="not images.*notes.txt"):
-        load_image_folder(image_folder)
-
-
-def test_load_image_folder_class_without_images(image_folder):
-    (image_folder / "cats").mkdir()
-    with pytest.raises(ValueError, match=r"classes with no images: \['cats'\]"):
-        load_image_folder(image_folder)
 
 
 # --- TensorLoader and RandomAffineBatch ----------------------------------------------------------

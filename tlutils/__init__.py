@@ -6,8 +6,9 @@ statistics for a new domain), `metrics`, `plot`, and `fewshot` (the experiments 
 scratch, linear probe and fine-tuning; import it as `tlutils.fewshot`).
 """
 from .data import (DIGITS, FONTS, RandomAffineBatch, TensorLoader, few_shot_indices,
-                   few_shot_subset, load_handwritten, load_image_folder, render_glyphs,
-                   train_val_split)
+                   few_shot_subset, load_handwritten, render_glyphs, train_val_split)
+from .photos import (FASHION_MNIST_CLASSES, load_fashion_mnist, load_image_folder,
+                     sample_photos)
 from .freezing import (batch_norm_layers, count_parameters, freeze, freeze_batch_norm,
                        trainable_parameters, unfreeze)
 from .models import (SHIPPED, SHUFFLED, SmallCNN, get_classifier, get_stages, load_pretrained,

@@ -1,5 +1,5 @@
 """The course's data, made offline: printed glyphs (source task), handwritten digits (target task),
-few-shot splits, your own image folders, and a loader that batches in-memory tensors by indexing.
+few-shot splits, and a loader that batches in-memory tensors by indexing (real photos: `photos`).
 
 Chapter 1 introduces the two tasks; chapter 4 uses `few_shot_subset`; chapter 6 studies the gap
 between the two domains. Nothing here downloads anything: the glyphs are rendered from the fonts
@@ -198,40 +198,6 @@ def train_val_split(dataset: TensorDataset, val_fraction: float = 0.2,
                               random_state=seed)
     tr, va = torch.from_numpy(tr), torch.from_numpy(va)
     return TensorDataset(x[tr], y[tr]), TensorDataset(x[va], y[va])
-
-
-def load_image_folder(root: str | Path, size: int = 64, *, grayscale: bool = False) -> TensorDataset:
-    """Load an ImageFolder-style tree (`root/<class>/<image>`) into memory, resized to `size`.
-
-    Like the ants/bees folder of PyTorch's tutorial. Raises a ValueError naming the problem if the
-    folder is missing or empty, has fewer than two classes, or holds files that are not images.
-    The returned dataset has a `classes` attribute (folder names, in label order).
-    """
-    from PIL import Image
-    from torchvision.datasets.folder import IMG_EXTENSIONS
-    from torchvision.transforms.functional import pil_to_tensor
-
-    root = Path(root)
-    if not root.is_dir():
-        raise ValueError(f"image folder {root} does not exist or is not a folder")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(classes) < 2:
-        raise ValueError(f"image folder {root} needs at least two class subfolders, found {classes}")
-    files = [(f, label) for label, c in enumerate(classes)
-             for f in sorted((root / c).rglob("*")) if f.is_file() and not f.name.startswith(".")]
-    bad = [str(f) for f, _ in files if not f.name.lower().endswith(IMG_EXTENSIONS)]
-    if bad:
-        raise ValueError(f"image folder {root} holds files that are not images: {bad[:5]}")
-    empty = [c for label, c in enumerate(classes) if not any(lab == label for _, lab in files)]
-    if empty:
-        raise ValueError(f"image folder {root} has classes with no images: {empty}")
-    mode = "L" if grayscale else "RGB"
-    images = [pil_to_tensor(Image.open(f).convert(mode).resize((size, size), Image.BILINEAR))
-              for f, _ in files]
-    dataset = TensorDataset(torch.stack(images).float() / 255.0,
-                            torch.tensor([label for _, label in files]))
-    dataset.classes = classes
-    return dataset
 
 
 class RandomAffineBatch(torch.nn.Module):
