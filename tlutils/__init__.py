@@ -24,3 +24,5 @@ from .metrics import (PairedDifference, accuracy, bootstrap_ci, confusion_matrix
 from .plot import (html_table, plot_confusion_matrix, plot_data_efficiency, plot_embedding_2d,
                    plot_history, show_images)
 from .adapt import adapt_batch_norm
+from .distributed import (ShardedLoader, init_distributed, is_distributed, is_main_process,
+                          local_device, local_rank, rank, rank_slice, world_size)

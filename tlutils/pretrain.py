@@ -5,6 +5,11 @@ metadata JSON into `tlutils/weights/` (or `--out`). Chapters never run this: the
 `python -m tlutils.pretrain --shuffled-labels` makes chapter 6's control checkpoint instead: the
 same recipe on the same images, with the training labels permuted at random (a fixed seed), so
 the source task carries no information about which digit an image shows.
+
+`torchrun --nproc_per_node=N -m tlutils.pretrain --out DIR` trains on N processes (chapter 8):
+the same global batches, each process taking its share, and rank 0 alone writes the files. The
+weights are not bit-identical to one process's: BatchNorm normalizes over each process's share
+of a batch, not over the whole batch.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from .data import DIGITS, FONTS, TensorLoader, load_handwritten, render_glyphs
+from .distributed import is_main_process, world_size
 from .models import SHIPPED, SHUFFLED, WEIGHTS_DIR, SmallCNN
 from .train import evaluate, fit, set_seed
 
@@ -33,7 +39,8 @@ def pretrain(seed: int = 0, out: Path = WEIGHTS_DIR, progress: bool = True,
 
     `shuffled_labels=True` permutes the training labels first (seed `LABEL_SHUFFLE_SEED`) and
     saves the result as the control checkpoint `SHUFFLED`; its test accuracy is still measured
-    against the true labels.
+    against the true labels. Under torchrun every process ends with the same model; only rank 0
+    writes it and its metadata.
     """
     set_seed(seed)
     start = time.perf_counter()
@@ -60,7 +67,7 @@ def pretrain(seed: int = 0, out: Path = WEIGHTS_DIR, progress: bool = True,
         "handwritten_zero_shot_accuracy":
             evaluate(model, None, TensorLoader(handwritten_test, 1024), "cpu")["accuracy"],
         "training_seconds": round(seconds, 1),
-        "trained_on": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        "trained_on": _trained_on(),
         "torch_version": torch.__version__,
     }
     if shuffled_labels:
@@ -69,10 +76,17 @@ def pretrain(seed: int = 0, out: Path = WEIGHTS_DIR, progress: bool = True,
                           "control for chapter 6. Accuracies are against the true labels.")
         meta["label_shuffle_seed"] = LABEL_SHUFFLE_SEED
         meta["final_train_accuracy_on_shuffled_labels"] = history.train_acc[-1]
-    out.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out / f"{name}.pt")
-    (out / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    if is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), out / f"{name}.pt")
+        (out / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta
+
+
+def _trained_on() -> str:
+    """The machine and threads the training ran on, times the processes under torchrun."""
+    where = f"{platform.machine()}, {torch.get_num_threads()} threads"
+    return where if world_size() == 1 else f"{where} x {world_size()} processes"
 
 
 def main(argv=None) -> None:
@@ -83,7 +97,8 @@ def main(argv=None) -> None:
                         help=f"train the control checkpoint {SHUFFLED!r} on permuted labels")
     args = parser.parse_args(argv)
     meta = pretrain(args.seed, args.out, shuffled_labels=args.shuffled_labels)
-    print(json.dumps({k: v for k, v in meta.items() if k != "data_recipe"}, indent=2))
+    if is_main_process():
+        print(json.dumps({k: v for k, v in meta.items() if k != "data_recipe"}, indent=2))
 
 
 if __name__ == "__main__":

@@ -22,13 +22,20 @@ from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
 from .data import TensorLoader
+from .distributed import (ShardedLoader, init_distributed, is_distributed, is_main_process,
+                          local_device)
 from .optim import adamw, param_groups_weight_decay
 
 
 def get_device(device: str | torch.device = "auto") -> torch.device:
-    """`"auto"` picks CUDA, then Apple's MPS, then the CPU; anything else is passed to torch."""
+    """`"auto"` picks CUDA, then Apple's MPS, then the CPU; anything else is passed to torch.
+
+    Under torchrun, `"auto"` is this process's own device: GPU number LOCAL_RANK, or the CPU.
+    """
     if str(device) != "auto":
         return torch.device(device)
+    if is_distributed():
+        return local_device()
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -239,6 +246,12 @@ def fit(model: nn.Module, train_loader, *, epochs: int | None = None, steps: int
     there, in the mode it had.
     `before_epoch(epoch)`, if given, runs before each epoch (numbered from 1), e.g. to unfreeze
     the next block while optimizer and schedule carry on (gradual unfreezing, chapter 4).
+
+    Under `torchrun --nproc_per_node=N` (chapter 8) the same call trains with
+    DistributedDataParallel: each process takes its share of every batch of the loaders, which
+    must be the same on every process (`tlutils.distributed.ShardedLoader`), so one step is still
+    one step on the whole batch; the History holds the global metrics, the same on every process,
+    and only rank 0 shows progress. `model` itself is trained, as without torchrun.
     """
     budget = {name: n for name, n in (("epochs", epochs), ("steps", steps)) if n is not None}
     if len(budget) != 1:
@@ -250,6 +263,11 @@ def fit(model: nn.Module, train_loader, *, epochs: int | None = None, steps: int
         raise ValueError("pass either an optimizer or lr/weight_decay, not both: an optimizer "
                          "already holds its learning rates and weight decay")
     _check_loader(train_loader)
+    distributed = is_distributed()
+    if distributed:
+        init_distributed()
+        train_loader = ShardedLoader(train_loader)
+        val_loader = ShardedLoader(val_loader) if val_loader is not None else None
     per_epoch = len(train_loader)
     total_steps = steps if epochs is None else epochs * per_epoch
     epochs = math.ceil(total_steps / per_epoch)
@@ -266,15 +284,21 @@ def fit(model: nn.Module, train_loader, *, epochs: int | None = None, steps: int
             total_steps=total_steps)
     was_training, history = model.training, History()
     try:
-        for epoch in tqdm(range(1, epochs + 1), desc="fit", disable=not progress):
+        show = progress and is_main_process()   # under torchrun, rank 0 speaks for all
+        for epoch in tqdm(range(1, epochs + 1), desc="fit", disable=not show):
             if before_epoch is not None:
                 before_epoch(epoch)
             start = time.perf_counter()
             left = total_steps - (epoch - 1) * per_epoch
             batches = train_loader if left >= per_epoch else _FirstBatches(train_loader, left)
-            train = train_one_epoch(model, criterion, optimizer, batches, device, epoch,
+            # built each epoch, after before_epoch: DDP syncs the parameters that train when built
+            trainee = train_loader.wrap(model) if distributed else model
+            train = train_one_epoch(trainee, criterion, optimizer, batches, device, epoch,
                                     scheduler=scheduler, progress=False)
             val = evaluate(model, criterion, val_loader, device) if val_loader is not None else {}
+            if distributed:   # each rank's means over its shares -> the means over all examples
+                train = train_loader.average(train)
+                val = val_loader.average(val) if val_loader is not None else {}
             history.epoch.append(epoch)
             history.train_loss.append(train["loss"])
             history.train_acc.append(train["accuracy"])
