@@ -181,3 +181,12 @@ def test_split_model_refuses_an_undeclared_model_or_layer(model):
         split_model(model, "blocks.9")
     with pytest.raises(ValueError, match="does not declare its `layers`"):
         split_model(torch.nn.Linear(2, 2), "classifier")
+
+
+def test_split_model_parts_keep_the_models_mode_through_predict():
+    small = load_pretrained()
+    backbone, _ = split_model(small, "classifier")
+    assert not backbone.training
+    tlutils.predict(backbone, tlutils.TensorLoader(torch.utils.data.TensorDataset(
+        torch.rand(2, 1, 16, 16), torch.zeros(2, dtype=torch.long)), 2))
+    assert not any(m.training for m in small.modules())

@@ -211,6 +211,13 @@ def split_model(model: nn.Module, at: str) -> tuple[nn.Sequential, nn.Sequential
     if at not in layers or at == layers[0]:
         raise ValueError(f"cannot split {type(model).__name__} below {at!r}: pick one of {layers[1:]}")
     cut = layers.index(at)
-    part = lambda names: nn.Sequential(OrderedDict(   # noqa: E731  (dots are not allowed in names)
-        (name.replace(".", "_"), model.get_submodule(name)) for name in names))
-    return part(layers[:cut]), part(layers[cut:])
+    return _sequence(model, layers[:cut]), _sequence(model, layers[cut:])
+
+
+def _sequence(model: nn.Module, names) -> nn.Sequential:
+    """The model's layers `names` in a Sequential, in the model's mode: a loop that restores the
+    mode it found (`predict`) must not switch the shared layers to the Sequential's own default."""
+    sequence = nn.Sequential(OrderedDict((name.replace(".", "_"), model.get_submodule(name))
+                                         for name in names))   # dots are not allowed in names
+    sequence.training = model.training
+    return sequence
