@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 import torchvision
@@ -5,8 +7,8 @@ from torch import nn
 
 from tlutils.freezing import freeze
 from tlutils.models import SmallCNN
-from tlutils.optim import (adamw, param_groups_discriminative, param_groups_layer_decay,
-                           param_groups_weight_decay)
+from tlutils.optim import (adamw, decay_toward, param_groups_discriminative,
+                           param_groups_layer_decay, param_groups_weight_decay)
 
 ALL_GROUPINGS = {
     "weight_decay": lambda model: param_groups_weight_decay(model, lr=0.1, weight_decay=0.05),
@@ -227,3 +229,146 @@ def test_adamw_is_fused_and_takes_the_same_steps_as_the_default():
             opt.step()
     for p, q in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(p, q)
+
+
+# --- decay_toward (decoupled L2-SP) --------------------------------------------------------------
+
+class TwoWeights(nn.Module):
+    """Two parameters that start at 1, to be pulled toward a centre of 0.25."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Parameter(torch.ones(3))
+        self.b = nn.Parameter(torch.ones(2, 2))
+
+
+def centre_of(model, value=0.25):
+    return {name: torch.full_like(p, value) for name, p in model.named_parameters()}
+
+
+def no_data_gradient_steps(model, optimizer, steps, scheduler=None, loss=None):
+    """`steps` optimizer steps on a loss whose gradient is zero (unless `loss` is given)."""
+    for _ in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        params = list(model.parameters())
+        (loss(model) if loss else sum((0.0 * p).sum() for p in params)).backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+
+
+def test_decay_toward_shrinks_the_displacement_by_exactly_one_minus_lr_alpha_per_step():
+    model = TwoWeights()
+    centre = centre_of(model)
+    lr, alpha, steps = 0.1, 0.5, 20
+    optimizer = adamw(model.parameters(), lr=lr, weight_decay=0.0)   # fused, as the course uses
+    decay_toward(optimizer, model, centre, alpha)
+    no_data_gradient_steps(model, optimizer, steps)
+    expected = 0.25 + (1 - 0.25) * (1 - lr * alpha) ** steps
+    for p in model.parameters():
+        torch.testing.assert_close(p.detach(), torch.full_like(p, expected))
+
+
+def test_the_same_pull_as_a_loss_term_under_adam_is_not_decoupled():
+    """Added to the loss, the L2-SP term goes through Adam's normalisation (Adam + L2): its first
+    step moves the weight by lr whatever alpha is, here almost 3x the decoupled pull's step."""
+    model = TwoWeights()
+    centre = centre_of(model)
+    lr, alpha, steps = 0.1, 0.5, 20
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    l2_sp = lambda m: alpha / 2 * sum(((p - centre[n]) ** 2).sum() for n, p in m.named_parameters())
+    no_data_gradient_steps(model, optimizer, 1, loss=l2_sp)
+    decoupled_first_step = lr * alpha * (1 - 0.25)
+    assert 1 - model.a[0].item() == pytest.approx(lr, rel=1e-3)
+    assert 1 - model.a[0].item() > 2 * decoupled_first_step
+
+
+def test_decay_toward_follows_each_groups_current_learning_rate():
+    model = TwoWeights()
+    centre = centre_of(model)
+    alpha = 0.5
+    optimizer = torch.optim.AdamW([{"params": [model.a], "lr": 0.1},
+                                   {"params": [model.b], "lr": 0.4}], weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 ** step)
+    decay_toward(optimizer, model, centre, alpha)
+    no_data_gradient_steps(model, optimizer, 4, scheduler=schedule)
+    for p, lr in ((model.a, 0.1), (model.b, 0.4)):
+        factor = math.prod(1 - lr * 0.5 ** t * alpha for t in range(4))
+        torch.testing.assert_close(p.detach(), torch.full_like(p, 0.25 + 0.75 * factor))
+
+
+def train_two_copies(weight_decay_a, weight_decay_b, alpha_b, centre_b, steps=5):
+    """Train two copies of one Linear on the same data; copy b also gets `decay_toward`."""
+    torch.manual_seed(0)
+    a, b = nn.Linear(4, 3), nn.Linear(4, 3)
+    b.load_state_dict(a.state_dict())
+    opt_a = adamw(a.parameters(), lr=1e-2, weight_decay=weight_decay_a)
+    opt_b = adamw(b.parameters(), lr=1e-2, weight_decay=weight_decay_b)
+    decay_toward(opt_b, b, centre_b(b), alpha_b)
+    x = torch.randn(8, 4)
+    for _ in range(steps):
+        for model, opt in ((a, opt_a), (b, opt_b)):
+            opt.zero_grad()
+            model(x).pow(2).sum().backward()
+            opt.step()
+    return a, b
+
+
+def test_decay_toward_with_alpha_zero_is_plain_adamw():
+    a, b = train_two_copies(0.1, 0.1, 0.0, lambda m: centre_of(m, 5.0))
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_decay_toward_zero_is_adamw_weight_decay():
+    a, b = train_two_copies(0.3, 0.0, 0.3, lambda m: centre_of(m, 0.0))
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q)
+
+
+def test_decay_toward_pulls_only_the_named_parameters_and_skips_those_without_gradient():
+    model = TwoWeights()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.0)
+    decay_toward(optimizer, model, {"a": torch.zeros(3)}, alpha=1.0)
+    no_data_gradient_steps(model, optimizer, 1, loss=lambda m: (0.0 * m.b).sum())   # a: no grad
+    assert torch.equal(model.a, torch.ones(3)) and torch.equal(model.b, torch.ones(2, 2))
+    no_data_gradient_steps(model, optimizer, 1)
+    torch.testing.assert_close(model.a.detach(), torch.full((3,), 0.9))
+    assert torch.equal(model.b, torch.ones(2, 2))
+
+
+def test_decay_toward_stops_when_its_handle_is_removed():
+    model = TwoWeights()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.0)
+    handle = decay_toward(optimizer, model, centre_of(model), alpha=1.0)
+    handle.remove()
+    no_data_gradient_steps(model, optimizer, 3)
+    assert torch.equal(model.a, torch.ones(3))
+
+
+@pytest.mark.parametrize("centre, alpha, match", [
+    ({"a": torch.zeros(3)}, -0.1, "alpha must be >= 0"),
+    ({"a": torch.zeros(3)}, float("nan"), "alpha must be >= 0"),
+    ({"c": torch.zeros(3)}, 1.0, "not a parameter of the model"),
+    ({"b": torch.zeros(4)}, 1.0, "has shape"),
+    ({}, 1.0, "names no parameter"),
+], ids=["negative_alpha", "nan_alpha", "unknown_name", "wrong_shape", "empty_centre"])
+def test_decay_toward_rejects_bad_input(centre, alpha, match):
+    model = TwoWeights()
+    optimizer = torch.optim.AdamW(model.parameters())
+    with pytest.raises(ValueError, match=match):
+        decay_toward(optimizer, model, centre, alpha)
+
+
+def test_decay_toward_rejects_the_parameter_itself_as_centre():
+    model = TwoWeights()
+    optimizer = torch.optim.AdamW(model.parameters())
+    with pytest.raises(ValueError, match="pass a copy"):
+        decay_toward(optimizer, model, {n: p.detach() for n, p in model.named_parameters()}, 1.0)
+
+
+def test_decay_toward_rejects_a_parameter_the_optimizer_does_not_train():
+    model = TwoWeights()
+    optimizer = torch.optim.AdamW([model.a])
+    with pytest.raises(ValueError, match="'b' is not optimised"):
+        decay_toward(optimizer, model, centre_of(model), 1.0)

@@ -14,7 +14,7 @@ from .freezing import (batch_norm_layers, count_parameters, freeze, freeze_batch
 from .models import (SHIPPED, SHUFFLED, SmallCNN, get_classifier, get_stages, load_pretrained,
                      reset_classifier, shipped_metadata, split_model)
 from .imagenet import IMAGENET1K, get_weights, predict_top_k
-from .optim import (adamw, param_groups_discriminative, param_groups_layer_decay,
+from .optim import (adamw, decay_toward, param_groups_discriminative, param_groups_layer_decay,
                     param_groups_weight_decay)
 from .train import (History, accuracy_on, evaluate, extract_features, fit, get_device,
                     make_optimizer, model_device, predict, resolve_device, seeds, set_seed, to_device,

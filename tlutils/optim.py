@@ -1,13 +1,15 @@
-"""Parameter groups for fine-tuning: weight decay where it belongs, and per-layer learning rates.
+"""Parameter groups for fine-tuning: weight decay where it belongs, and per-layer learning rates;
+and `decay_toward`, weight decay toward the pretrained weights (decoupled L2-SP).
 
-Taught in :doc:`chapter 4 </book/04_fine_tuning>`. Every group carries a real `lr` (not timm's
-`lr_scale`), so any plain `torch.optim` optimizer and scheduler works with them. Frozen
-parameters are left out.
+`decay_toward` is taught in :doc:`section 2.1 </book/02_weight_decay>`, parameter groups in
+:doc:`chapter 4 </book/04_fine_tuning>`. Every group carries a real `lr` (not timm's `lr_scale`),
+so any plain `torch.optim` optimizer and scheduler works with them. Frozen parameters are left out.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from .models import get_classifier, get_stages
 
@@ -82,3 +84,46 @@ def adamw(param_groups, **kwargs) -> torch.optim.AdamW:
     """`torch.optim.AdamW` with PyTorch's fused kernel: the same update as the default loop over
     tensors, done in one kernel per step, which makes a small network's step much cheaper on CPU."""
     return torch.optim.AdamW(param_groups, fused=True, **kwargs)
+
+
+def decay_toward(optimizer: torch.optim.Optimizer, model: nn.Module,
+                 centre: dict[str, torch.Tensor], alpha: float) -> RemovableHandle:
+    """Decoupled L2-SP: before each `optimizer.step()`, pull the parameters of `model` named in
+    `centre` toward their centre, `w <- w - lr * alpha * (w - centre[name])`, where `lr` is the
+    current learning rate of the parameter's group (so the pull follows the scheduler).
+
+    This is AdamW's decoupled weight decay with a centre `w0` instead of 0; a centre of zeros gives
+    exactly AdamW's `weight_decay=alpha` on those parameters. Adding `alpha/2 ||w - w0||^2` to the
+    loss instead would send the pull through Adam's normalisation: that is Adam + L2, which is not
+    weight decay. As in AdamW, a parameter without a gradient is left alone for that step. Only
+    the parameters named in `centre` are pulled; each must be optimised by `optimizer`. Returns
+    the hook's handle: `handle.remove()` stops the pull. Taught in section 2.1.
+    """
+    if not alpha >= 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha}")
+    if not centre:
+        raise ValueError("the centre names no parameter, so nothing would be pulled")
+    params = dict(model.named_parameters())
+    group_of = {id(p): group for group in optimizer.param_groups for p in group["params"]}
+    pulled = []
+    for name, c in centre.items():
+        if name not in params:
+            raise ValueError(f"the centre names {name!r}, which is not a parameter of the model")
+        p = params[name]
+        if c.shape != p.shape:
+            raise ValueError(f"the centre of {name!r} has shape {tuple(c.shape)}, the parameter "
+                             f"{tuple(p.shape)}")
+        if c.data_ptr() == p.data_ptr():
+            raise ValueError(f"the centre of {name!r} is the parameter itself: pass a copy, "
+                             "e.g. p.detach().clone()")
+        if id(p) not in group_of:
+            raise ValueError(f"{name!r} is not optimised by the optimizer (is it frozen?)")
+        pulled.append((p, c.detach(), group_of[id(p)]))
+
+    @torch.no_grad()
+    def pull(opt, args, kwargs):
+        for p, c, group in pulled:
+            if p.grad is not None:   # lerp_: p + weight * (c - p), in place
+                p.lerp_(c.to(p.device, p.dtype), float(group["lr"]) * alpha)
+
+    return optimizer.register_step_pre_hook(pull)
