@@ -2,7 +2,9 @@
 
 Per part, one mistake the visible test already catches and one only the hidden test catches
 (so the hidden tests are shown to be needed), plus a correct answer that emits a harmless warning
-(it must keep every point: nbgrader_config.py filters warnings out of stderr).
+(it must keep every point: nbgrader_config.py filters warnings out of stderr). Part (g), the
+label-smoothing gradient, also declares the shortcuts its hidden test must refuse (autograd, a
+forbidden softmax) and two correct answers written differently, which must keep every point.
 """
 from grading import WrongAnswer, solution_source, swap
 
@@ -10,6 +12,8 @@ CE = solution_source("ps2_loss", "cross_entropy")
 GRAD = solution_source("ps2_loss", "cross_entropy_grad")
 BCE = solution_source("ps2_loss", "bce_with_logits_grad")
 L2SP = solution_source("ps2_loss", "l2_sp_penalty")
+LS = solution_source("ps2_loss", "label_smoothing_grad")
+LS_DEF = "def label_smoothing_grad(logits, labels, eps):\n"
 
 WRONG_ANSWERS = [
     WrongAnswer(
@@ -94,5 +98,86 @@ WRONG_ANSWERS = [
             "    )\n"
         )},
         loses={"test_l2_sp_penalty_hidden"},
+    ),
+    WrongAnswer(  # forgets the eps / C that the smoothed target puts on every class
+        "ls_forgets_uniform_mass",
+        {"label_smoothing_grad": swap(LS, "(1 - eps) * onehot + eps / num_classes", "(1 - eps) * onehot")},
+        loses={"test_label_smoothing_grad", "test_label_smoothing_grad_hidden"},
+    ),
+    WrongAnswer(  # the other convention: eps spread over the C - 1 wrong classes only, not PyTorch's
+        "ls_eps_over_c_minus_1",
+        {"label_smoothing_grad": swap(
+            LS, "(1 - eps) * onehot + eps / num_classes",
+            "(1 - eps) * onehot + eps / (num_classes - 1) * (1 - onehot)")},
+        loses={"test_label_smoothing_grad", "test_label_smoothing_grad_hidden"},
+    ),
+    WrongAnswer(  # the gradient of the unsmoothed loss, (b)'s answer
+        "ls_unsmoothed_gradient",
+        {"label_smoothing_grad": swap(LS, "(probs - target) / n", "(probs - onehot) / n")},
+        loses={"test_label_smoothing_grad", "test_label_smoothing_grad_hidden"},
+    ),
+    WrongAnswer(  # forgets that the uniform term eps * mean_c(-log p_c) depends on the logits too;
+        # at uniform logits (the visible test) that term's gradient is zero, so only the hidden test sees it
+        "ls_scaled_unsmoothed_gradient",
+        {"label_smoothing_grad": swap(LS, "(probs - target) / n", "(1 - eps) * (probs - onehot) / n")},
+        loses={"test_label_smoothing_grad_hidden"},
+    ),
+    WrongAnswer(  # the gradient of the summed loss, while the loss is the mean; the visible test has N = 1
+        "ls_not_divided_by_batch",
+        {"label_smoothing_grad": swap(LS, "(probs - target) / n", "probs - target")},
+        loses={"test_label_smoothing_grad_hidden"},
+    ),
+    WrongAnswer(  # exp overflows for large logits: right on small inputs only
+        "ls_without_max_shift",
+        {"label_smoothing_grad": swap(LS, "(logits - logits.max(dim=1, keepdim=True).values).exp()", "logits.exp()")},
+        loses={"test_label_smoothing_grad_hidden"},
+    ),
+    WrongAnswer(  # lets autograd differentiate PyTorch's own smoothed loss: the hidden test makes it raise
+        "ls_autograd_of_library_loss",
+        {"label_smoothing_grad": LS_DEF + (
+            "    z = logits.detach().clone().requires_grad_()\n"
+            "    F.cross_entropy(z, labels, label_smoothing=eps).backward()\n"
+            "    return z.grad\n")},
+        loses={"test_label_smoothing_grad_hidden"},
+    ),
+    WrongAnswer(  # a hand-written smoothed loss, differentiated by torch.autograd.backward
+        "ls_autograd_of_own_loss",
+        {"label_smoothing_grad": LS_DEF + (
+            "    z = logits.detach().clone().requires_grad_()\n"
+            "    shifted = z - z.max(dim=1, keepdim=True).values\n"
+            "    log_probs = shifted - shifted.exp().sum(dim=1, keepdim=True).log()\n"
+            "    onehot = torch.zeros_like(z).scatter(1, labels[:, None], 1.0)\n"
+            "    target = (1 - eps) * onehot + eps / z.shape[1]\n"
+            "    torch.autograd.backward(-(target * log_probs).sum(dim=1).mean(), inputs=[z])\n"
+            "    return z.grad\n")},
+        loses={"test_label_smoothing_grad_hidden"},
+    ),
+    WrongAnswer(  # the softmax by a forbidden spelling
+        "ls_probs_from_log_softmax",
+        {"label_smoothing_grad": swap(
+            LS, "exp = (logits - logits.max(dim=1, keepdim=True).values).exp()\n"
+                "    probs = exp / exp.sum(dim=1, keepdim=True)\n",
+            "probs = logits.log_softmax(dim=1).exp()\n")},
+        loses={"test_label_smoothing_grad_hidden"},
+    ),
+    WrongAnswer(  # correct, written differently: (b)'s gradient plus the shift of the target,
+        # p - q = (p - onehot) + eps * (onehot - 1/C). It calls cross_entropy_grad, so it also names
+        # (b)'s model answer, which keeps it out of a bundle with a wrong answer to (b).
+        "ls_reuses_cross_entropy_grad",
+        {"cross_entropy_grad": GRAD,
+         "label_smoothing_grad": LS_DEF + (
+             "    onehot = F.one_hot(labels, logits.shape[1]).to(logits.dtype)\n"
+             "    return cross_entropy_grad(logits, labels) + eps * (onehot - 1 / logits.shape[1]) / len(logits)\n")},
+        loses=set(),
+    ),
+    WrongAnswer(  # correct, written differently: a stable softmax through logsumexp (allowed here),
+        # the smoothed loss as a mixture, (1 - eps) * (p - onehot) + eps * (p - 1/C)
+        "ls_logsumexp_mixture",
+        {"label_smoothing_grad": LS_DEF + (
+            "    probs = (logits - torch.logsumexp(logits, dim=1, keepdim=True)).exp()\n"
+            "    onehot = F.one_hot(labels, logits.shape[1]).to(logits.dtype)\n"
+            "    uniform = torch.full_like(logits, 1 / logits.shape[1])\n"
+            "    return ((1 - eps) * (probs - onehot) + eps * (probs - uniform)) / logits.shape[0]\n")},
+        loses=set(),
     ),
 ]
