@@ -40,7 +40,7 @@ def fine_tune_top(top: nn.Module, train: TensorDataset, seed: int, *, num_classe
     head learns `head_lr_mult` x faster than the blocks (discriminative rates, chapter 4).
 
     BatchNorm stays in eval mode unless `train_bn`: with a few images per batch, batch statistics
-    are noise, and they would overwrite the pretrained running statistics (section 8.1 measures
+    are noise, and they would overwrite the pretrained running statistics (chapter 8 measures
     it). `top` itself is left untouched, so one cache serves every seed.
     """
     set_seed(seed)
