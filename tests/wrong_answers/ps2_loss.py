@@ -2,9 +2,10 @@
 
 Per part, one mistake the visible test already catches and one only the hidden test catches
 (so the hidden tests are shown to be needed), plus a correct answer that emits a harmless warning
-(it must keep every point: nbgrader_config.py filters warnings out of stderr). Part (g), the
-label-smoothing gradient, also declares the shortcuts its hidden test must refuse (autograd, a
-forbidden softmax) and two correct answers written differently, which must keep every point.
+(it must keep every point: nbgrader_config.py filters warnings out of stderr). Parts (b) and (g),
+the two softmax gradients, also declare the shortcuts their hidden tests must refuse (autograd,
+backward or forward mode; a forbidden softmax) and correct answers written differently, which
+must keep every point.
 """
 from grading import WrongAnswer, solution_source, swap
 
@@ -13,6 +14,7 @@ GRAD = solution_source("ps2_loss", "cross_entropy_grad")
 BCE = solution_source("ps2_loss", "bce_with_logits_grad")
 L2SP = solution_source("ps2_loss", "l2_sp_penalty")
 LS = solution_source("ps2_loss", "label_smoothing_grad")
+GRAD_DEF = "def cross_entropy_grad(logits, labels):\n"
 LS_DEF = "def label_smoothing_grad(logits, labels, eps):\n"
 
 WRONG_ANSWERS = [
@@ -67,6 +69,45 @@ WRONG_ANSWERS = [
         "grad_not_divided_by_batch",
         {"cross_entropy_grad": swap(GRAD, "(probs - onehot) / logits.shape[0]", "probs - onehot")},
         loses={"test_cross_entropy_grad_hidden"},
+    ),
+    WrongAnswer(  # a hand-written loss, differentiated by torch.autograd.backward
+        "grad_autograd_backward",
+        {"cross_entropy_grad": GRAD_DEF + (
+            "    z = logits.detach().clone().requires_grad_()\n"
+            "    shifted = z - z.max(dim=1, keepdim=True).values\n"
+            "    loss = (shifted.exp().sum(dim=1).log() - shifted.gather(1, labels[:, None]).squeeze(1)).mean()\n"
+            "    torch.autograd.backward(loss, inputs=[z])\n"
+            "    return z.grad\n")},
+        loses={"test_cross_entropy_grad_hidden"},
+    ),
+    WrongAnswer(  # the same loss, differentiated in forward mode (torch.func.jacfwd)
+        "grad_forward_mode_jacfwd",
+        {"cross_entropy_grad": GRAD_DEF + (
+            "    def loss(z):\n"
+            "        shifted = z - z.max(dim=1, keepdim=True).values\n"
+            "        return (shifted.exp().sum(dim=1).log() - shifted.gather(1, labels[:, None]).squeeze(1)).mean()\n"
+            "    return torch.func.jacfwd(loss)(logits)\n")},
+        loses={"test_cross_entropy_grad_hidden"},
+    ),
+    # The softmax by forbidden spellings: torch.special, log-softmax then exp, softmin of -z.
+    *[WrongAnswer(
+        f"grad_probs_from_{name}",
+        {"cross_entropy_grad": swap(
+            GRAD, "exp = (logits - logits.max(dim=1, keepdim=True).values).exp()\n"
+                  "    probs = exp / exp.sum(dim=1, keepdim=True)\n",
+            f"probs = {probs}\n")},
+        loses={"test_cross_entropy_grad_hidden"},
+    ) for name, probs in [("special_softmax", "torch.special.softmax(logits, dim=1)"),
+                          ("special_log_softmax", "torch.special.log_softmax(logits, dim=1).exp()"),
+                          ("tensor_log_softmax", "logits.log_softmax(dim=1).exp()"),
+                          ("softmin", "F.softmin(-logits, dim=1)")]],
+    WrongAnswer(  # correct, written differently: a stable softmax through logsumexp (allowed), F.one_hot
+        "grad_logsumexp_one_hot",
+        {"cross_entropy_grad": GRAD_DEF + (
+            "    probs = (logits - torch.logsumexp(logits, dim=1, keepdim=True)).exp()\n"
+            "    onehot = F.one_hot(labels, logits.shape[1]).to(logits.dtype)\n"
+            "    return (probs - onehot) / len(logits)\n")},
+        loses=set(),
     ),
     WrongAnswer(  # dL/dp instead of dL/dz: forgets the sigmoid's derivative p(1 - p)
         "bce_grad_wrt_probability",
