@@ -188,3 +188,30 @@ def test_text_classifier_trains_with_tlutils_fit_and_gradients_reach_layer_0():
 def test_a_classifier_needs_two_classes():
     with pytest.raises(ValueError, match="at least 2 classes"):
         text.TextClassifier(tiny_encoder(), num_classes=1)
+
+
+@pytest.mark.parametrize("layer", [0, 4, 6])
+def test_top_classifier_on_cached_hidden_states_gives_the_whole_classifiers_logits(encoder, layer):
+    tokenizer, model = encoder
+    texts = SENTENCES + ["word " * 40]
+    cached = text.hidden_states(model, tokenizer, texts, layer, max_length=24)
+    assert cached.shape == (3, 24, 384)
+    lengths = [len(ids) for ids in text.tokenize(tokenizer, texts, 24)]
+    assert cached.ne(0).any(-1).sum(1).tolist() == lengths          # zero exactly at the padding
+    top = text.TopClassifier(model, layer, num_classes=2).eval()
+    assert len(top.blocks) == 6 - layer and all(
+        a is b for a, b in zip(top.blocks, model.encoder.layer[layer:]))   # shared, not copied
+    whole = text.TextClassifier(model, num_classes=2).eval()
+    whole.head = top.head
+    with torch.no_grad():
+        expected = whole(text.pad(text.tokenize(tokenizer, texts, 24)))
+        torch.testing.assert_close(top(cached), expected, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(top(cached[:1]), expected[:1], atol=1e-5, rtol=1e-4)
+
+
+def test_a_cut_outside_the_encoder_or_not_bert_like_is_refused():
+    encoder = tiny_encoder()
+    with pytest.raises(ValueError, match=r"layer must be in \[0, 2\]"):
+        text.TopClassifier(encoder, 3, num_classes=2)
+    with pytest.raises(ValueError, match="not a BERT-like encoder"):
+        text.TopClassifier(torch.nn.Linear(2, 2), 0, num_classes=2)

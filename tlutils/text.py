@@ -334,3 +334,88 @@ def embed_texts(encoder: nn.Module, tokenizer, texts: Sequence[str], *,
         return out
     finally:
         encoder.train(was_training)
+
+
+# --- The frozen bottom of the encoder, cached; the top trained on it (section 9.1) ---------------
+
+def _encoder_layers(encoder: nn.Module) -> nn.ModuleList:
+    """The transformer layers of a BERT-like encoder (also through a peft wrapper)."""
+    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise ValueError(f"{type(encoder).__name__} is not a BERT-like encoder: it has no "
+                         "`encoder.layer` list of transformer layers")
+    return layers
+
+
+def _run_layers(layers, config, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    from transformers.masking_utils import create_bidirectional_mask
+
+    attention_mask = create_bidirectional_mask(config=config, inputs_embeds=hidden,
+                                               attention_mask=mask.long())
+    for layer in layers:
+        hidden = layer(hidden, attention_mask)
+    return hidden
+
+
+@torch.no_grad()
+def hidden_states(encoder: nn.Module, tokenizer, texts: Sequence[str], layer: int, *,
+                  max_length: int = MAX_TOKENS, batch_size: int = 64) -> torch.Tensor:
+    """The token vectors after the encoder's first `layer` layers (0: the embeddings), in eval
+    mode: a (len(texts), max_length, hidden) tensor on the CPU, zero at the padding.
+
+    Below a cut that stays frozen nothing changes from one training step to the next, so this
+    runs once and `TopClassifier` trains the layers above the cut on it (the text version of
+    `tlutils.cached`). An all-zero vector marks padding: a real token's vector never is one.
+    """
+    layers = _encoder_layers(encoder)
+    if not 0 <= layer <= len(layers):
+        raise ValueError(f"layer must be in [0, {len(layers)}], got {layer}")
+    ids = pad(tokenize(tokenizer, texts, max_length), tokenizer.pad_token_id)
+    device = next(encoder.parameters()).device
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        out = torch.zeros(len(ids), max_length, encoder.config.hidden_size)
+        for start in range(0, len(ids), batch_size):
+            x = ids[start:start + batch_size].to(device)
+            mask = x != tokenizer.pad_token_id
+            hidden = _run_layers(layers[:layer], encoder.config, encoder.embeddings(input_ids=x),
+                                 mask)
+            out[start:start + len(x), :x.shape[1]] = (hidden * mask.unsqueeze(-1)).float().cpu()
+        return out
+    finally:
+        encoder.train(was_training)
+
+
+class TopClassifier(nn.Module):
+    """The encoder's layers from `layer` on (shared, not copied), mean pooling and a linear head,
+    on hidden states cached by `hidden_states(..., layer)`.
+
+    `TopClassifier(encoder, layer, n)(hidden_states(encoder, tokenizer, texts, layer))` gives the
+    logits `TextClassifier(encoder, n)` gives for the texts, with the same head, at a fraction of
+    the cost when `layer` is high. Each batch is cut to its longest text. `embed(hidden)` gives the
+    pooled sentence vectors, `tlutils.cached.fine_tune_top` trains a copy.
+    """
+
+    def __init__(self, encoder: nn.Module, layer: int, num_classes: int):
+        super().__init__()
+        layers = _encoder_layers(encoder)
+        if not 0 <= layer <= len(layers):
+            raise ValueError(f"layer must be in [0, {len(layers)}], got {layer}")
+        if num_classes < 2:
+            raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
+        self.config = encoder.config
+        self.blocks = nn.ModuleList(layers[layer:])
+        self.head = nn.Linear(encoder.config.hidden_size, num_classes)
+
+    def embed(self, hidden: torch.Tensor) -> torch.Tensor:
+        mask = hidden.ne(0).any(-1)
+        longest = max(int(mask.sum(1).max()), 1)
+        hidden, mask = hidden[:, :longest], mask[:, :longest]
+        return mean_pool(_run_layers(self.blocks, self.config, hidden, mask), mask)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(hidden))
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
