@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 MATHJAX := _mathjax/_static/mathjax/tex-chtml.js
 
-.PHONY: book test test-fast browser data clean
+.PHONY: book test test-fast browser sandbox data clean
 
 # requirements.lock is the lock file (every package pinned, with hashes; README says how to
 # refresh it from requirements.in), so pip installs exactly those versions and checks each hash;
@@ -36,6 +36,11 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
 
+# bubblewrap, the sandbox of the course's grader (python -m grader; a Debian package; needs root or sudo).
+sandbox:
+	@command -v bwrap >/dev/null || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap; }
+
 # Fashion-MNIST, chapter 8's real photos to fine-tune on (a Debian package; needs root or sudo).
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 data:
@@ -47,7 +52,7 @@ data:
 # (an assignment, a chapter, a test file: tests/conftest.py), each chapter stored in the book's
 # execution cache by book/conftest.py; the second builds the book from that cache and checks it in
 # a browser and in JupyterLab.
-test: $(STAMP) $(MATHJAX) browser data
+test: $(STAMP) $(MATHJAX) browser sandbox data
 	$(PY) -m pytest -n 2 --dist loadscope -m "not book" --durations=15
 	$(PY) -m pytest -m book --durations=5
 

@@ -1,0 +1,279 @@
+"""A bubblewrap sandbox for one submission: the command line, the limits, and one run.
+
+What the sandboxed process sees: a fresh root with the system (/usr, /etc) and the Python
+environment (the interpreter's prefix, the venv, the course's `tlutils`) bound read-only; a private
+writable work directory (its copy of the submission, also $HOME) and output directory; a private
+/tmp and /dev/shm; its own PID, IPC, UTS and network namespaces (no network at all, not even
+loopback to the host). Nothing else of the host's files: not the course's solutions, gradebook,
+other submissions, nor this `grader` package.
+
+Who it runs as: an unprivileged uid (65534, `nobody`). When the grader runs as root, bwrap runs
+privileged (no user namespace; inside one, the sandbox's uid would map back to host root and the
+process-count limit would be ignored) and `setpriv` drops to the real host uid 65534 with every
+capability gone before Python starts. When the grader runs as an ordinary user, bwrap makes a user
+namespace in which the process appears as uid 65534 (on the host it is that user, so RLIMIT_NPROC
+counts that user's processes).
+
+Limits: CPU seconds, file size (which also caps the captured output, since stdout and stderr go to
+one file; Python ignores SIGXFSZ, so a flood's writes fail with EFBIG and the output is cut
+there), open files and processes by rlimits; memory and the number of processes per
+submission by a cgroup where the grader may create one (cgroup v1 or v2; as root on most Linux
+machines), else memory is not limited (a small RLIMIT_AS breaks `import torch`); wall-clock time
+by the grader, which kills the whole process group.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+NOBODY = 65534
+RUNNER = Path(__file__).with_name("runner.py")
+# where things appear inside the sandbox
+WORK, OUT, RUNNER_IN = "/grading/work", "/grading/out", "/grading/runner.py"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one submission may use."""
+
+    wall_s: float = 600.0          # the whole run, enforced from outside
+    cell_s: float = 120.0          # one cell (nbgrader_config.py's Execute.timeout)
+    cpu_s: int = 900               # CPU seconds, all threads together
+    memory_bytes: int = 4 << 30    # by cgroup where available
+    processes: int = 512           # threads count too (torch starts a pool)
+    file_bytes: int = 64 << 20     # any one file written, and the captured output
+    open_files: int = 1024
+
+
+@dataclass
+class Result:
+    """How a sandboxed run ended."""
+
+    returncode: int | None
+    timed_out: bool
+    memory_exceeded: bool
+    seconds: float
+    output_tail: str
+    output_bytes: int = 0
+
+    @property
+    def signal(self) -> int | None:
+        """The signal that ended the program (bwrap reports it as 128 + the signal number)."""
+        if self.returncode is not None and self.returncode > 128:
+            return self.returncode - 128
+        if self.returncode is not None and self.returncode < 0:
+            return -self.returncode
+        return None
+
+
+def bwrap_path() -> str:
+    """The bwrap executable; a clear error when it is not installed (`make sandbox` installs it)."""
+    path = shutil.which("bwrap")
+    if path is None:
+        raise RuntimeError("bubblewrap is not installed: run `make sandbox` (Debian: apt-get install bubblewrap)")
+    return path
+
+
+def python_roots() -> list[Path]:
+    """Folders that the sandbox's Python needs, read-only: the interpreter's installation, the venv,
+    and the course's `tlutils` (installed in editable mode, so it lives in the course, not the venv)."""
+    import importlib.util
+    roots = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}
+    spec = importlib.util.find_spec("tlutils")
+    if spec is not None and spec.submodule_search_locations:
+        roots.add(Path(next(iter(spec.submodule_search_locations))).resolve())
+    # the venv's python is a symlink to the base interpreter: nothing more is needed
+    return sorted(roots)
+
+
+def _parents(path: Path) -> list[Path]:
+    """`path`'s ancestors below /, outermost first."""
+    return [p for p in reversed(path.parents) if p != Path("/")]
+
+
+def command(work: Path, out: Path, as_root: bool | None = None) -> list[str]:
+    """The bwrap command line that runs the runner on `work` and `out` (host folders)."""
+    as_root = os.geteuid() == 0 if as_root is None else as_root
+    args = [bwrap_path(), "--die-with-parent", "--new-session", "--clearenv"]
+    if as_root:  # privileged bwrap, then a real drop to uid 65534 (see the module docstring)
+        args += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+    else:
+        args += ["--unshare-all", "--uid", str(NOBODY), "--gid", str(NOBODY)]
+    args += ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+    for name in ("bin", "lib", "lib32", "lib64", "sbin"):
+        target = Path("/", name)
+        if target.is_symlink():
+            args += ["--symlink", os.readlink(target), str(target)]
+        elif target.is_dir():
+            args += ["--ro-bind", str(target), str(target)]
+    made: set[Path] = set()
+    for root in python_roots():
+        for parent in _parents(root):
+            if parent not in made and not str(parent).startswith(("/usr", "/etc")):
+                args += ["--perms", "0755", "--dir", str(parent)]
+                made.add(parent)
+        args += ["--ro-bind", str(root), str(root)]
+    args += ["--dev", "/dev", "--proc", "/proc",
+             "--perms", "1777", "--tmpfs", "/tmp", "--perms", "1777", "--tmpfs", "/dev/shm",
+             "--perms", "0755", "--dir", "/grading",
+             "--bind", str(work), WORK, "--bind", str(out), OUT,
+             "--ro-bind", str(RUNNER), RUNNER_IN,
+             "--remount-ro", "/", "--chdir", WORK]
+    env = {"HOME": WORK, "TMPDIR": "/tmp", "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+           "LANG": "C.UTF-8", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    for key, value in env.items():
+        args += ["--setenv", key, value]
+    if as_root:
+        args += ["/usr/bin/setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                 "--inh-caps=-all", "--bounding-set=-all", "--"]
+    # the venv's interpreter, by its own path (its pyvenv.cfg makes the venv's packages visible)
+    return args + [str(Path(sys.executable).absolute()), "-I", RUNNER_IN]
+
+
+class Cgroup:
+    """A memory and process-count cgroup for one run, if this machine lets the grader make one."""
+
+    def __init__(self, limits: Limits):
+        self.dirs: list[Path] = []
+        self.v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
+        name = f"tlgrader-{uuid.uuid4().hex[:12]}"
+        try:
+            if self.v2:
+                self._make(Path("/sys/fs/cgroup") / name, {"memory.max": limits.memory_bytes,
+                                                           "memory.swap.max": 0,
+                                                           "pids.max": limits.processes})
+            else:
+                self._make(Path("/sys/fs/cgroup/memory") / name,
+                           {"memory.limit_in_bytes": limits.memory_bytes})
+                with contextlib.suppress(OSError):  # the pids controller is optional
+                    self._make(Path("/sys/fs/cgroup/pids") / name, {"pids.max": limits.processes})
+        except OSError:
+            self.remove()
+            self.dirs = []
+
+    def _make(self, folder: Path, settings: dict) -> None:
+        folder.mkdir()
+        self.dirs.append(folder)
+        for key, value in settings.items():
+            if (folder / key).exists():
+                (folder / key).write_text(str(value))
+
+    @property
+    def active(self) -> bool:
+        return bool(self.dirs)
+
+    def join(self) -> None:
+        """Move the calling process into the cgroups (called in the child before exec)."""
+        for folder in self.dirs:
+            fd = os.open(folder / "cgroup.procs", os.O_WRONLY)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel killed a process for going over the memory limit."""
+        for folder in self.dirs:
+            for name in ("memory.events", "memory.oom_control"):
+                with contextlib.suppress(OSError):
+                    for line in (folder / name).read_text().splitlines():
+                        key, _, value = line.partition(" ")
+                        if key == "oom_kill" and int(value) > 0:
+                            return True
+        return False
+
+    def kill_all(self) -> None:
+        """SIGKILL every process still in the cgroups (a forked child that outlived the run)."""
+        for folder in self.dirs:
+            with contextlib.suppress(OSError, ValueError):
+                for pid in (folder / "cgroup.procs").read_text().split():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(pid), signal.SIGKILL)
+
+    def remove(self) -> None:
+        for folder in self.dirs:
+            for _ in range(50):
+                try:
+                    folder.rmdir()
+                    break
+                except OSError:
+                    self.kill_all()
+                    time.sleep(0.02)
+
+
+def _preexec(limits: Limits, cgroup: Cgroup):
+    """What the child does before exec'ing bwrap: join the cgroup, set the rlimits (inherited
+    through bwrap and setpriv by the student's Python)."""
+    def apply():
+        if cgroup.active:
+            cgroup.join()
+        for limit, value in [(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 5)),
+                             (resource.RLIMIT_FSIZE, (limits.file_bytes,) * 2),
+                             (resource.RLIMIT_NOFILE, (limits.open_files,) * 2),
+                             (resource.RLIMIT_NPROC, (limits.processes,) * 2),
+                             (resource.RLIMIT_CORE, (0, 0))]:
+            resource.setrlimit(limit, value)
+    return apply
+
+
+def _tail(path: Path, size: int = 4000) -> str:
+    """The last `size` bytes of a file, as text."""
+    with open(path, "rb") as f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - size))
+        return f.read().decode("utf-8", "replace")
+
+
+def give_to_sandbox(path: Path) -> None:
+    """Make `path` the sandbox user's, when the grader runs as root (else it already is)."""
+    if os.geteuid() == 0:
+        os.chown(path, NOBODY, NOBODY)
+
+
+def prepare(folder: Path) -> tuple[Path, Path]:
+    """Make the run's work and output folders inside `folder`, writable by the sandbox's uid."""
+    work, out = folder / "work", folder / "out"
+    for path in (work, out):
+        path.mkdir(parents=True, exist_ok=True)
+        give_to_sandbox(path)
+    return work, out
+
+
+def run(folder: Path, program: bytes, limits: Limits) -> Result:
+    """Run the runner in a sandbox on `folder`'s work/ and out/ (see `prepare`), feeding it
+    `program` on stdin; the output goes to `folder`/output.txt (outside the sandbox)."""
+    work, out = folder / "work", folder / "out"
+    output = folder / "output.txt"
+    cgroup = Cgroup(limits)
+    start = time.monotonic()
+    timed_out = False
+    try:
+        with open(output, "wb") as sink:
+            proc = subprocess.Popen(command(work, out), stdin=subprocess.PIPE, stdout=sink,
+                                    stderr=subprocess.STDOUT, preexec_fn=_preexec(limits, cgroup),
+                                    start_new_session=True)
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.write(program)
+                proc.stdin.close()
+            try:
+                proc.wait(timeout=limits.wall_s)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        oom = cgroup.oom_killed()
+    finally:
+        cgroup.kill_all()
+        cgroup.remove()
+    return Result(proc.returncode, timed_out, oom, time.monotonic() - start, _tail(output),
+                  output.stat().st_size)
