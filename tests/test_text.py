@@ -190,6 +190,76 @@ def test_a_classifier_needs_two_classes():
         text.TextClassifier(tiny_encoder(), num_classes=1)
 
 
+def test_embedding_cache_embeds_each_text_once_in_the_texts_order(encoder, record_calls):
+    tokenizer, model = encoder
+    calls = record_calls(text, "embed_texts", lambda encoder, tokenizer, texts, **kw: list(texts))
+    cache = text.EmbeddingCache(model, tokenizer)
+    first = cache([SENTENCES[1], SENTENCES[0], SENTENCES[1]])
+    again = cache(SENTENCES[::-1] + ["a third sentence."])
+    assert calls == [[SENTENCES[1], SENTENCES[0]], ["a third sentence."]]   # each text once
+    assert len(cache) == 3 and first.shape == (3, 384)
+    direct = text.embed_texts(model, tokenizer, SENTENCES, progress=False)
+    torch.testing.assert_close(first[[1, 0]], direct, atol=1e-5, rtol=1e-4)
+    assert torch.equal(again[:2], first[:2]) and torch.equal(first[0], first[2])
+    features = cache.features(text.TextDataset(tuple(SENTENCES), torch.tensor([0, 1]), ("m", "m"),
+                                               ("a", "b")))
+    assert torch.equal(features.tensors[0], first[[1, 0]])
+    assert features.tensors[1].tolist() == [0, 1] and cache([]).shape == (0, 384)
+
+
+def word_task(n_per_class: int, seed: int) -> "text.TextDataset":
+    """Texts whose class is told by one word ("good" or "bad") among random filler words."""
+    g = torch.Generator().manual_seed(seed)
+    filler = ["the", "film", "plot", "actor", "scene", "story", "music", "end", "cast", "city"]
+    texts, labels = [], []
+    for label, word in enumerate(("bad", "good")):
+        for _ in range(n_per_class):
+            words = [filler[int(i)] for i in torch.randint(len(filler), (6,), generator=g)]
+            words.insert(int(torch.randint(7, (1,), generator=g)), word)
+            texts.append(" ".join(words))
+            labels.append(label)
+    return text.TextDataset(tuple(texts), torch.tensor(labels), tuple(texts), ("neg", "pos"))
+
+
+def test_fit_tfidf_is_tfidf_then_logistic_regression_fitted_on_train_alone():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    train, test = word_task(20, seed=0), word_task(20, seed=1)
+    model = text.fit_tfidf(train, C=10.0, ngrams=2)
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2)).fit(train.texts)
+    reference = LogisticRegression(C=10.0, max_iter=5000).fit(vectorizer.transform(train.texts),
+                                                              train.labels.numpy())
+    assert model[0].vocabulary_ == vectorizer.vocabulary_   # the vocabulary of train alone
+    torch.testing.assert_close(torch.tensor(model[-1].coef_), torch.tensor(reference.coef_))
+    assert text.tfidf_accuracy(model, test) == 1.0
+
+
+def test_choose_tfidf_picks_what_fitting_each_setting_scores_best():
+    train, val = word_task(4, seed=2), word_task(10, seed=3)
+    grid = [(0.1, 1), (100.0, 1), (0.1, 2), (100.0, 2)]
+    scores = [text.tfidf_accuracy(text.fit_tfidf(train, C, n), val) for C, n in grid]
+    assert text.choose_tfidf(train, val, grid) == grid[scores.index(max(scores))]
+    assert text.choose_tfidf(train, val, [(1.0, 2), (1.0, 2)]) == (1.0, 2)   # ties: the first
+    assert text.TFIDF_GRID[0] == (0.1, 1) and len(text.TFIDF_GRID) == 8
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"C": 0}, "C must be > 0"), ({"ngrams": 3}, "ngrams must be 1"),
+])
+def test_fit_tfidf_refuses_settings_it_does_not_know(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        text.fit_tfidf(word_task(2, seed=0), **kwargs)
+
+
+def test_the_tfidf_baseline_needs_two_classes():
+    one_class = word_task(3, seed=0).subset(range(3))
+    with pytest.raises(ValueError, match="at least two classes"):
+        text.fit_tfidf(one_class)
+    with pytest.raises(ValueError, match="at least two classes"):
+        text.choose_tfidf(one_class, word_task(3, seed=1))
+
+
 @pytest.mark.parametrize("layer", [0, 4, 6])
 def test_top_classifier_on_cached_hidden_states_gives_the_whole_classifiers_logits(encoder, layer):
     tokenizer, model = encoder
@@ -215,3 +285,15 @@ def test_a_cut_outside_the_encoder_or_not_bert_like_is_refused():
         text.TopClassifier(encoder, 3, num_classes=2)
     with pytest.raises(ValueError, match="not a BERT-like encoder"):
         text.TopClassifier(torch.nn.Linear(2, 2), 0, num_classes=2)
+
+
+def test_concat_keeps_texts_labels_and_movies_in_order_and_refuses_other_classes():
+    a, b = word_task(2, seed=0), word_task(1, seed=1)
+    both = text.concat(a, b)
+    assert both.texts == a.texts + b.texts and both.groups == a.groups + b.groups
+    assert both.labels.tolist() == a.labels.tolist() + b.labels.tolist()
+    other = text.TextDataset(("x",), torch.tensor([0]), ("m",), ("objective", "subjective"))
+    with pytest.raises(ValueError, match="different classes"):
+        text.concat(a, other)
+    with pytest.raises(ValueError, match="nothing to concatenate"):
+        text.concat()

@@ -336,6 +336,112 @@ def embed_texts(encoder: nn.Module, tokenizer, texts: Sequence[str], *,
         encoder.train(was_training)
 
 
+# --- Features for a linear head: cached embeddings, and the TF-IDF baseline ----------------------
+
+class EmbeddingCache:
+    """Sentence embeddings of a frozen encoder, each distinct text embedded once.
+
+    `cache(texts)` returns their mean-pooled embeddings, (len(texts), hidden) in the texts' order,
+    running the encoder (`embed_texts`) only on texts it has not embedded before; `cache.features
+    (dataset)` pairs them with the dataset's labels for `tlutils.probe`. Few-shot draws, other
+    splits and a second task then cost a look-up, not a forward pass: the encoder is frozen, so a
+    text's embedding never changes (chapter 9). `len(cache)` is the number of texts embedded.
+    """
+
+    def __init__(self, encoder: nn.Module, tokenizer, *, max_length: int = MAX_TOKENS,
+                 batch_size: int = 64, progress: bool = False):
+        self.encoder, self.tokenizer = encoder, tokenizer
+        self.max_length, self.batch_size, self.progress = max_length, batch_size, progress
+        self._vectors: dict[str, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    def __call__(self, texts: Sequence[str]) -> torch.Tensor:
+        _check_texts(texts)
+        new = list(dict.fromkeys(t for t in texts if t not in self._vectors))
+        if new:
+            vectors = embed_texts(self.encoder, self.tokenizer, new, max_length=self.max_length,
+                                  batch_size=self.batch_size, progress=self.progress)
+            self._vectors.update(zip(new, vectors.clone()))
+        if not texts:
+            return torch.empty(0, self.encoder.config.hidden_size)
+        return torch.stack([self._vectors[t] for t in texts])
+
+    def features(self, dataset: TextDataset):
+        """A `TensorDataset` of (embeddings, labels) of `dataset`'s texts, for `tlutils.probe`."""
+        from torch.utils.data import TensorDataset
+
+        return TensorDataset(self(dataset.texts), dataset.labels)
+
+
+TFIDF_GRID = tuple((C, n) for n in (1, 2) for C in (0.1, 1.0, 10.0, 100.0))   # (C, ngrams)
+
+
+def _tfidf_steps(C: float, ngrams: int):
+    """The baseline's two unfitted steps: (TF-IDF vectorizer, logistic regression)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    if C <= 0:
+        raise ValueError(f"C must be > 0, got {C}")
+    if ngrams not in (1, 2):
+        raise ValueError(f"ngrams must be 1 (words) or 2 (words and word pairs), got {ngrams}")
+    return TfidfVectorizer(ngram_range=(1, ngrams)), LogisticRegression(C=C, max_iter=5000)
+
+
+def _check_two_classes(train: TextDataset) -> None:
+    if len(torch.unique(train.labels)) < 2:
+        raise ValueError("the baseline needs at least two classes in its training set")
+
+
+def fit_tfidf(train: TextDataset, C: float = 1.0, ngrams: int = 1):
+    """The bag-of-words baseline, fitted on `train`: TF-IDF weights of words (`ngrams=1`) or of
+    words and word pairs (`ngrams=2`), then L2-regularised logistic regression with inverse
+    strength `C` (the probe's head, on other features). The vocabulary and the IDF weights come
+    from `train` alone. A scikit-learn pipeline; `tfidf_accuracy` scores it (chapter 9)."""
+    from sklearn.pipeline import make_pipeline
+    from threadpoolctl import threadpool_limits
+
+    steps = _tfidf_steps(C, ngrams)
+    _check_two_classes(train)
+    with threadpool_limits(1):
+        return make_pipeline(*steps).fit(list(train.texts), train.labels.numpy())
+
+
+def tfidf_accuracy(model, test: TextDataset) -> float:
+    """The fitted baseline's accuracy on `test`'s texts."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return float(model.score(list(test.texts), test.labels.numpy()))
+
+
+def choose_tfidf(train: TextDataset, val: TextDataset,
+                 grid: Sequence[tuple[float, int]] = TFIDF_GRID) -> tuple[float, int]:
+    """The `(C, ngrams)` of `grid` whose baseline, fitted on `train`, scores best on `val` (ties:
+    the earlier in `grid`: words alone, and the stronger regularisation). Never choose on the
+    test split. Each `ngrams`' TF-IDF weights are fitted once and shared by every `C`; the
+    scores are those of `fit_tfidf` and `tfidf_accuracy`."""
+    from threadpoolctl import threadpool_limits
+
+    grid = [(float(C), int(n)) for C, n in grid]
+    if not grid:
+        raise ValueError("the grid is empty")
+    _check_two_classes(train)
+    y_train, y_val = train.labels.numpy(), val.labels.numpy()
+    features, scores = {}, []
+    with threadpool_limits(1):
+        for C, n in grid:
+            vectorizer, head = _tfidf_steps(C, n)
+            if n not in features:
+                features[n] = (vectorizer.fit_transform(list(train.texts)),
+                               vectorizer.transform(list(val.texts)))
+            x_train, x_val = features[n]
+            scores.append(float(head.fit(x_train, y_train).score(x_val, y_val)))
+    return grid[int(np.argmax(scores))]
+
+
 # --- The frozen bottom of the encoder, cached; the top trained on it (section 9.1) ---------------
 
 def _encoder_layers(encoder: nn.Module) -> nn.ModuleList:
@@ -419,3 +525,14 @@ class TopClassifier(nn.Module):
 
     def get_classifier(self) -> nn.Module:
         return self.head
+
+
+def concat(*datasets: TextDataset) -> TextDataset:
+    """One dataset holding the texts of `datasets` in order (the same classes, in the same order)."""
+    if not datasets:
+        raise ValueError("nothing to concatenate")
+    classes = datasets[0].classes
+    if any(d.classes != classes for d in datasets):
+        raise ValueError(f"the datasets have different classes: {[d.classes for d in datasets]}")
+    return TextDataset(sum((d.texts for d in datasets), ()), torch.cat([d.labels for d in datasets]),
+                       sum((d.groups for d in datasets), ()), classes)
