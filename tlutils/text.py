@@ -342,10 +342,11 @@ class EmbeddingCache:
     """Sentence embeddings of a frozen encoder, each distinct text embedded once.
 
     `cache(texts)` returns their mean-pooled embeddings, (len(texts), hidden) in the texts' order,
-    running the encoder (`embed_texts`) only on texts it has not embedded before; `cache.features
-    (dataset)` pairs them with the dataset's labels for `tlutils.probe`. Few-shot draws, other
-    splits and a second task then cost a look-up, not a forward pass: the encoder is frozen, so a
-    text's embedding never changes (chapter 9). `len(cache)` is the number of texts embedded.
+    running the encoder (`embed_texts`) only on texts it has not embedded before;
+    `cache.features(dataset)` pairs them with the dataset's labels for `tlutils.probe`. Few-shot
+    draws, other splits and a second task then cost a look-up, not a forward pass: the encoder is
+    frozen, so a text's embedding never changes (chapter 9). `len(cache)` is the number of texts
+    embedded.
     """
 
     def __init__(self, encoder: nn.Module, tokenizer, *, max_length: int = MAX_TOKENS,
