@@ -108,6 +108,9 @@ def command(work: Path, out: Path, as_root: bool | None = None) -> list[str]:
         args += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
     else:
         args += ["--unshare-all", "--uid", str(NOBODY), "--gid", str(NOBODY)]
+    # /tmp first: a Python or course that lives under /tmp is bound on top of the private tmpfs
+    args += ["--dev", "/dev", "--proc", "/proc",
+             "--perms", "1777", "--tmpfs", "/tmp", "--perms", "1777", "--tmpfs", "/dev/shm"]
     args += ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
     for name in ("bin", "lib", "lib32", "lib64", "sbin"):
         target = Path("/", name)
@@ -122,9 +125,7 @@ def command(work: Path, out: Path, as_root: bool | None = None) -> list[str]:
                 args += ["--perms", "0755", "--dir", str(parent)]
                 made.add(parent)
         args += ["--ro-bind", str(root), str(root)]
-    args += ["--dev", "/dev", "--proc", "/proc",
-             "--perms", "1777", "--tmpfs", "/tmp", "--perms", "1777", "--tmpfs", "/dev/shm",
-             "--perms", "0755", "--dir", "/grading",
+    args += ["--perms", "0755", "--dir", "/grading",
              "--bind", str(work), WORK, "--bind", str(out), OUT,
              "--ro-bind", str(RUNNER), RUNNER_IN,
              "--remount-ro", "/", "--chdir", WORK]
