@@ -29,9 +29,9 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .data import few_shot_indices
+from .train import predict
 
 REVIEW_CLASSES = ("rotten", "fresh")
 SUBJECTIVITY_CLASSES = ("objective", "subjective")   # plot-synopsis sentences vs review snippets
@@ -289,15 +289,18 @@ class TextClassifier(nn.Module):
 
     It takes padded token ids alone, as an image model takes images: the attention mask is where
     the ids differ from `pad_id`. So `tlutils.fit`, `evaluate` and `predict` train and score it on
-    batches from `TokenLoader`. `embed(ids)` gives the pooled sentence vectors.
+    batches from `TokenLoader`. `embed(ids)` gives the pooled sentence vectors; with
+    `num_classes=0` (timm's convention) the head is the identity and the model outputs them.
     """
 
     def __init__(self, encoder: nn.Module, num_classes: int, pad_id: int = 0):
         super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
+        if num_classes < 2 and num_classes != 0:
+            raise ValueError(f"a classifier needs at least 2 classes (or 0 for no head: the "
+                             f"pooled embeddings), got {num_classes}")
         self.encoder, self.pad_id = encoder, pad_id
-        self.head = nn.Linear(encoder.config.hidden_size, num_classes)
+        self.head = (nn.Linear(encoder.config.hidden_size, num_classes) if num_classes
+                     else nn.Identity())
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         mask = ids != self.pad_id
@@ -311,29 +314,23 @@ class TextClassifier(nn.Module):
         return self.head
 
 
-@torch.no_grad()
 def embed_texts(encoder: nn.Module, tokenizer, texts: Sequence[str], *,
                 max_length: int = MAX_TOKENS, batch_size: int = 64,
                 progress: bool = True) -> torch.Tensor:
     """Mean-pooled sentence embeddings (len(texts), hidden) of a frozen encoder, in the texts'
-    order, on the CPU. It runs where the encoder is, in eval mode, texts sorted by length so that
-    a batch pads little; the encoder's mode is restored after."""
+    order, on the CPU: `tlutils.predict` (eval mode, no gradients, where the encoder is, its mode
+    restored) over the texts sorted by length, so that a batch pads little."""
     ids = tokenize(tokenizer, texts, max_length)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    device = next(encoder.parameters()).device
-    was_training = encoder.training
-    encoder.eval()
-    try:
-        out = torch.empty(len(ids), encoder.config.hidden_size)
-        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-        for batch in tqdm(batches, desc="embed", leave=False, disable=not progress):
-            x = pad([ids[i] for i in batch], tokenizer.pad_token_id).to(device)
-            mask = x != tokenizer.pad_token_id
-            hidden = encoder(input_ids=x, attention_mask=mask.long()).last_hidden_state
-            out[batch] = mean_pool(hidden, mask).float().cpu()
-        return out
-    finally:
-        encoder.train(was_training)
+    pooler = TextClassifier(encoder, num_classes=0, pad_id=tokenizer.pad_token_id)
+    pooler.train(encoder.training)   # predict restores this mode, the encoder's own
+    # the loader's "labels" are the texts' positions, which put the embeddings back in order
+    loader = TokenLoader([ids[i] for i in order], torch.tensor(order, dtype=torch.long),
+                         batch_size, pad_id=tokenizer.pad_token_id)
+    vectors, positions = predict(pooler, loader, progress=progress)
+    out = torch.empty_like(vectors)
+    out[positions] = vectors
+    return out
 
 
 # --- Features for a linear head: cached embeddings, and the TF-IDF baseline ----------------------

@@ -179,7 +179,8 @@ def train_one_epoch(model: nn.Module, criterion, optimizer, data_loader, device=
 
 
 @torch.no_grad()   # not inference_mode: its tensors could not be used to train a head later
-def predict(model: nn.Module, data_loader, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(model: nn.Module, data_loader, device=None, *,
+            progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and targets for a whole loader, in eval mode; the model's mode is restored after.
 
     It runs where the model is (`device=None`); the outputs come back on the CPU.
@@ -190,7 +191,8 @@ def predict(model: nn.Module, data_loader, device=None) -> tuple[torch.Tensor, t
     model.eval()
     try:
         outs, ys = [], []
-        for inputs, targets in data_loader:
+        for inputs, targets in tqdm(data_loader, desc="predict", leave=False,
+                                    disable=not progress):
             with _autocast(device):
                 outs.append(model(inputs.to(device)).float().cpu())
             ys.append(targets)
