@@ -26,6 +26,8 @@ import nbformat
 from nbgrader.api import Gradebook
 from traitlets.config.loader import PyFileConfigLoader
 
+from grader import convention
+
 REPO = Path(__file__).resolve().parents[1]
 SOLUTIONS = REPO / "solutions"
 EXERCISES = REPO / "exercises"
@@ -41,6 +43,18 @@ STUDENT_ID = re.compile(r"[a-z][a-z0-9_]*")
 def assignments() -> list[str]:
     """Every solutions/ps* folder, so that a new assignment joins the tests by existing."""
     return sorted(p.name for p in SOLUTIONS.glob("ps*") if p.is_dir())
+
+
+def converted() -> list[str]:
+    """The assignments whose instructor notebook is written in the probe/check convention."""
+    names = []
+    for assignment in assignments():
+        try:
+            convention.load_assignment(REPO, assignment)
+        except convention.NotConverted:
+            continue
+        names.append(assignment)
+    return names
 
 
 def load_config():
@@ -206,6 +220,8 @@ BATCH_CELL_TIMEOUT_S = {
     "ps6_debugging": 30,    # as ps3: torch, tlutils and the digits in the setup cell
     "ps7_imagenet": 60,     # part (c)'s hidden test trains and scores four times: 13 s of CPU
                             # time, 21 s on a busy machine (load 5 on 2 cores)
+    "ps8_lora": 150,        # part (c)'s hidden test trains LoRA on MiniLM twice and scores 800
+                            # reviews: about 70 s of CPU time on 2 cores, more on a busy machine
     "ps9_domain_shift": 60,  # part (d)'s hidden test and the measurement after part (e) each fit
                              # 30 probes over 10 seeds: 7 s of CPU time each, 21 s on a busy
                              # machine (load 8 on 2 cores)
