@@ -1,4 +1,5 @@
-"""How long `nbgrader autograde` takes for one submission of each exercise, against the budget.
+"""How long grading takes: one submission of each exercise under `nbgrader autograde`, against
+the budget; and a batch under `nbgrader autograde` against the sandboxed grader (`python -m grader`).
 
 COURSE.md section 10: at most 120 s per notebook under autograde on 2 CPU cores. For every
 assignment in solutions/, a throwaway course directory (tests/grading.py's `Course`, the same
@@ -6,19 +7,34 @@ assignment in solutions/, a throwaway course directory (tests/grading.py's `Cour
 submission of student `perfect`, and is autograded once; the table gives the seconds and the
 autograded points it scored out of the points nbgrader grades automatically.
 
+`--batch` grades one batch per assignment written in the probe/check convention (the solution, the
+blank release and the tests' bundles of declared wrong answers, as tests/test_grader_assignments.py
+builds them) twice, side by side on the same cores: `nbgrader autograde` (one submission after
+another) and the sandboxed grader (`--workers` dask workers, 2 by default, as on a 2-core
+machine). It prints submissions per minute for both, their ratio (issue 13's target: at least 2x)
+and the sandbox's own overhead per submission (the same runner and program with and without
+bubblewrap).
+
     python benchmarks/bench_grading.py              # every assignment
     python benchmarks/bench_grading.py ps4_fine_tuning
+    python benchmarks/bench_grading.py --batch      # nbgrader against the sandboxed grader
 """
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from grading import Course, assignments, graded_cells, read_notebooks  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from grader import coordinator, sandbox  # noqa: E402
+from grading import (Course, assignments, bundles, converted, graded_cells,  # noqa: E402
+                     read_notebooks, solution_answers, with_answers, wrong_answers)
 
 BUDGET_S = 120
 
@@ -41,10 +57,84 @@ def grade_solution(assignment: str) -> tuple[float, float, float, float]:
             sum(cell.points for cell in cells))
 
 
+def submit_batch(course: Course, assignment: str) -> int:
+    """The solution, the blank release and every bundle of declared wrong answers, submitted;
+    the number of submissions."""
+    solution, release = read_notebooks(course.folder("solutions")), read_notebooks(course.folder("exercises"))
+    answers = solution_answers(solution)
+    batch = {"perfect": solution, "blank": release}
+    for bundle in bundles(wrong_answers(assignment)):
+        batch[bundle.name] = with_answers(release, {**answers, **bundle.replace})
+    for student, notebooks in batch.items():
+        course.submit(student, notebooks)
+    return len(batch)
+
+
+def time_batches(names: list[str], workers: int) -> tuple[int, float, float]:
+    """(submissions, seconds under nbgrader autograde, seconds under the sandboxed grader), the
+    same batches graded both ways, one assignment after another."""
+    count, nbgrader_s, grader_s = 0, 0.0, 0.0
+    for assignment in names:
+        with tempfile.TemporaryDirectory() as root:
+            course = Course.create(Path(root), assignment)
+            course.generate()
+            n = submit_batch(course, assignment)
+            start = time.perf_counter()
+            course.autograde()
+            nbgrader_s += time.perf_counter() - start
+            start = time.perf_counter()
+            summary = coordinator.autograde(course.root, assignment, workers=workers, log=lambda line: None)
+            grader_s += time.perf_counter() - start
+            if not summary.complete:
+                raise RuntimeError(f"{assignment}: not every submission was graded: {summary.need_a_person}")
+            count += n
+            print(f"  {assignment}: {n} submissions, nbgrader {nbgrader_s:.0f} s, grader {grader_s:.0f} s "
+                  "(running totals)", flush=True)
+    return count, nbgrader_s, grader_s
+
+
+def sandbox_overhead(repeats: int = 5) -> float:
+    """Median seconds that bubblewrap adds to one run of the runner (a program importing torch)."""
+    program = {"cell_timeout_s": 60, "cells": [{"source": "import torch", "grade_id": None}]}
+    plain, boxed = [], []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as bare, tempfile.TemporaryDirectory() as boxed_root:
+            work, out = Path(bare), Path(bare)
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-I", str(sandbox.RUNNER)], cwd=work, check=True,
+                           input=json.dumps({**program, "out_dir": str(out)}).encode(),
+                           stdout=subprocess.DEVNULL)
+            plain.append(time.perf_counter() - start)
+            sandbox.prepare(Path(boxed_root))
+            result = sandbox.run(Path(boxed_root), json.dumps({**program, "out_dir": sandbox.OUT}).encode(),
+                                 sandbox.Limits())
+            if result.returncode != 0:
+                raise RuntimeError(f"the sandboxed runner failed: {result.output_tail}")
+            boxed.append(result.seconds)
+    return statistics.median(boxed) - statistics.median(plain)
+
+
+def batch(names: list[str], workers: int) -> None:
+    """Print the side-by-side batch figures."""
+    print(f"batch: {', '.join(names)}; the sandboxed grader with {workers} workers")
+    count, nbgrader_s, grader_s = time_batches(names, workers)
+    per_min = (60 * count / nbgrader_s, 60 * count / grader_s)
+    print(f"{count} submissions: nbgrader autograde {nbgrader_s:.0f} s ({per_min[0]:.1f}/min), "
+          f"sandboxed grader {grader_s:.0f} s ({per_min[1]:.1f}/min): ratio {per_min[1] / per_min[0]:.2f}x "
+          "(target at least 2x)")
+    print(f"sandbox overhead per submission (bubblewrap, median of 5): {sandbox_overhead():.2f} s")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("assignments", nargs="*", default=assignments())
+    parser.add_argument("assignments", nargs="*")
+    parser.add_argument("--batch", action="store_true", help="nbgrader against the sandboxed grader")
+    parser.add_argument("--workers", type=int, default=2, help="the sandboxed grader's dask workers")
     args = parser.parse_args(argv)
+    if args.batch:
+        batch(args.assignments or converted(), args.workers)
+        return
+    args.assignments = args.assignments or assignments()
     print(f"{'assignment':<18} {'seconds':>8} {'budget':>6}  autograded points scored (of all points)")
     for assignment in args.assignments:
         seconds, scored, possible, total = grade_solution(assignment)
