@@ -2,9 +2,10 @@
 
 What the sandboxed process sees: a fresh root with the system (/usr, /etc) and the Python
 environment (the interpreter's prefix, the venv, the course's `tlutils`) bound read-only; a private
-writable work directory (its copy of the submission, also $HOME) and output directory; a private
-/tmp and /dev/shm; its own PID, IPC, UTS and network namespaces (no network at all, not even
-loopback to the host). Nothing else of the host's files: not the course's solutions, gradebook,
+work directory (also $HOME), /tmp and /dev/shm, each a tmpfs of at most `disk_bytes` (the
+submission's files are bound into the work directory); an output directory for the results, on
+the host's disk, whose size and file count the grader watches while the run lasts; its own PID,
+IPC, UTS and network namespaces (no network at all, not even loopback to the host). Nothing else of the host's files: not the course's solutions, gradebook,
 other submissions, nor this `grader` package.
 
 Who it runs as: an unprivileged uid (65534, `nobody`). When the grader runs as root, bwrap runs
@@ -16,7 +17,8 @@ counts that user's processes).
 
 Limits: CPU seconds, file size (which also caps the captured output, since stdout and stderr go to
 one file; Python ignores SIGXFSZ, so a flood's writes fail with EFBIG and the output is cut
-there), open files and processes by rlimits; memory and the number of processes per
+there), open files and processes by rlimits; disk by the tmpfs sizes, and for the output
+directory by the watch (a run that writes more there, or more than 10,000 files, is stopped); memory and the number of processes per
 submission by a cgroup where the grader may create one (cgroup v1 or v2; as root on most Linux
 machines), else memory is not limited (a small RLIMIT_AS breaks `import torch`); wall-clock time
 by the grader, which kills the whole process group.
@@ -51,6 +53,7 @@ class Limits:
     memory_bytes: int = 4 << 30    # by cgroup where available
     processes: int = 512           # threads count too (torch starts a pool)
     file_bytes: int = 64 << 20     # any one file written, and the captured output
+    disk_bytes: int = 512 << 20    # the work directory, /tmp and /dev/shm each; the output directory
     open_files: int = 1024
 
 
@@ -64,6 +67,7 @@ class Result:
     seconds: float
     output_tail: str
     output_bytes: int = 0
+    disk_exceeded: bool = False
 
     @property
     def signal(self) -> int | None:
@@ -100,8 +104,9 @@ def _parents(path: Path) -> list[Path]:
     return [p for p in reversed(path.parents) if p != Path("/")]
 
 
-def command(work: Path, out: Path, as_root: bool | None = None) -> list[str]:
-    """The bwrap command line that runs the runner on `work` and `out` (host folders)."""
+def command(work: Path, out: Path, as_root: bool | None = None, disk_bytes: int = Limits.disk_bytes) -> list[str]:
+    """The bwrap command line that runs the runner with `work`'s files (a host folder) in its
+    work directory and `out` (a host folder) as its output directory."""
     as_root = os.geteuid() == 0 if as_root is None else as_root
     args = [bwrap_path(), "--die-with-parent", "--new-session", "--clearenv"]
     if as_root:  # privileged bwrap, then a real drop to uid 65534 (see the module docstring)
@@ -109,8 +114,9 @@ def command(work: Path, out: Path, as_root: bool | None = None) -> list[str]:
     else:
         args += ["--unshare-all", "--uid", str(NOBODY), "--gid", str(NOBODY)]
     # /tmp first: a Python or course that lives under /tmp is bound on top of the private tmpfs
+    size = ["--size", str(disk_bytes)]
     args += ["--dev", "/dev", "--proc", "/proc",
-             "--perms", "1777", "--tmpfs", "/tmp", "--perms", "1777", "--tmpfs", "/dev/shm"]
+             "--perms", "1777", *size, "--tmpfs", "/tmp", "--perms", "1777", *size, "--tmpfs", "/dev/shm"]
     args += ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
     for name in ("bin", "lib", "lib32", "lib64", "sbin"):
         target = Path("/", name)
@@ -125,8 +131,10 @@ def command(work: Path, out: Path, as_root: bool | None = None) -> list[str]:
                 args += ["--perms", "0755", "--dir", str(parent)]
                 made.add(parent)
         args += ["--ro-bind", str(root), str(root)]
-    args += ["--perms", "0755", "--dir", "/grading",
-             "--bind", str(work), WORK, "--bind", str(out), OUT,
+    args += ["--perms", "0755", "--dir", "/grading", "--perms", "1777", *size, "--tmpfs", WORK]
+    for path in sorted(work.iterdir()):
+        args += ["--bind", str(path), f"{WORK}/{path.name}"]
+    args += ["--bind", str(out), OUT,
              "--ro-bind", str(RUNNER), RUNNER_IN,
              "--remount-ro", "/", "--chdir", WORK]
     env = {"HOME": WORK, "TMPDIR": "/tmp", "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
@@ -256,25 +264,51 @@ def run(folder: Path, program: bytes, limits: Limits) -> Result:
     output = folder / "output.txt"
     cgroup = Cgroup(limits)
     start = time.monotonic()
-    timed_out = False
     try:
         with open(output, "wb") as sink:
-            proc = subprocess.Popen(command(work, out), stdin=subprocess.PIPE, stdout=sink,
-                                    stderr=subprocess.STDOUT, preexec_fn=_preexec(limits, cgroup),
-                                    start_new_session=True)
+            proc = subprocess.Popen(command(work, out, disk_bytes=limits.disk_bytes), stdin=subprocess.PIPE,
+                                    stdout=sink, stderr=subprocess.STDOUT,
+                                    preexec_fn=_preexec(limits, cgroup), start_new_session=True)
             with contextlib.suppress(BrokenPipeError):
                 proc.stdin.write(program)
                 proc.stdin.close()
-            try:
-                proc.wait(timeout=limits.wall_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            timed_out, disk_exceeded = _watch(proc, out, limits, start)
         oom = cgroup.oom_killed()
     finally:
         cgroup.kill_all()
         cgroup.remove()
     return Result(proc.returncode, timed_out, oom, time.monotonic() - start, _tail(output),
-                  output.stat().st_size)
+                  output.stat().st_size, disk_exceeded)
+
+
+def _watch(proc: subprocess.Popen, out: Path, limits: Limits, start: float,
+           every_s: float = 0.2) -> tuple[bool, bool]:
+    """Wait for the run, stopping it (its whole process group) when it passes the wall-clock
+    limit or writes more than `disk_bytes` into its output directory; (timed out, disk exceeded)."""
+    while True:
+        try:
+            proc.wait(timeout=every_s)
+            return False, _over(out, limits.disk_bytes)  # a last burst, written between two looks
+        except subprocess.TimeoutExpired:
+            pass
+        timed_out = time.monotonic() - start > limits.wall_s
+        disk_exceeded = not timed_out and _over(out, limits.disk_bytes)
+        if timed_out or disk_exceeded:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return timed_out, disk_exceeded
+
+
+def _over(folder: Path, max_bytes: int, max_files: int = 10_000) -> bool:
+    """Whether the files under `folder` hold more than `max_bytes` or number more than
+    `max_files` (files that vanish meanwhile count as empty)."""
+    total, count = 0, 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            count += 1
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+            if total > max_bytes or count > max_files:
+                return True
+    return False

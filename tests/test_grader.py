@@ -2,11 +2,12 @@
 student's process, one sandbox per submission, a resumable coordinator, dask as the engine.
 
 Most cases grade a tiny two-test assignment written here (`tiny`: NumPy only, so a sandboxed run
-costs about a second) in one batch of misbehaving students, graded once per module; the pilot
-(ps1_concepts) grades its solution, its release and a monkeypatching wrong answer for real.
+costs about a second) in one batch of misbehaving students, graded once per module;
+tests/test_grader_assignments.py grades the course's converted problem sets for real.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import signal
@@ -70,6 +71,18 @@ def with_cells(double: str | None = None, answer: str | None = None) -> nbformat
 
 
 PERFECT_ANSWER = f"def answer():\n    return {SECRET!r}"
+ORPHAN_MARK = "987654"  # the argument of the `sleep` that the orphan student leaves behind
+
+
+def edited(change) -> nbformat.NotebookNode:
+    """The perfect submission after `change(notebook)`: what a student did to the file."""
+    nb = tiny_notebook()
+    change(nb)
+    return nb
+
+
+def graded_cells(nb) -> list:
+    return [c for c in nb.cells if c.metadata["nbgrader"]["grade_id"].startswith("test_")]
 
 
 def make_course(root: Path, students: dict) -> Path:
@@ -150,6 +163,39 @@ def adversarial(course: Path, port: int) -> dict:
         "        f.write('{\"value\": {\"$dict\": [[\"answer\", {\"$ndarray\": \"a0.npy\"}]]}}')\n"
         "json.dump = forged\n"
         "def double(x):\n    return 2 * x\n")
+    shadow = (  # a numpy.py and a torch.py in the working directory, first on the path
+        "import os, sys\n"
+        "for name in ('numpy', 'torch'):\n"
+        "    open(f'{name}.py', 'w').write('allclose = lambda *a, **k: True\\nequal = allclose\\n')\n"
+        "sys.path.insert(0, os.getcwd())\n"
+        "for name in [m for m in sys.modules if m.split('.')[0] in ('numpy', 'torch')]:\n"
+        "    del sys.modules[name]\n"
+        "def double(x):\n    return x\n")
+    hooks = (  # interpreter and IPython hooks: tracing, exceptions, imports, display, exit
+        "import atexit, builtins, sys, types\n"
+        "sys.settrace(lambda *a: None)\n"
+        "sys.excepthook = lambda *a: None\n"
+        "sys.displayhook = lambda *a: None\n"
+        "real_import = builtins.__import__\n"
+        "builtins.__import__ = lambda name, *a, **k: real_import(name, *a, **k)\n"
+        "builtins.get_ipython = lambda: types.SimpleNamespace(events=None)\n"
+        "atexit.register(lambda: print('ATEXIT RAN'))\n"
+        "def double(x):\n    return x\n")
+    disk = (  # files in the work directory and /tmp until the disk is full
+        "import os\n"
+        "for folder in ('.', '/tmp'):\n"
+        "    n = 0\n"
+        "    try:\n"
+        "        while n < 1000:\n"
+        "            open(os.path.join(folder, f'junk{n}'), 'wb').write(b'x' * (4 << 20))\n"
+        "            n += 1\n"
+        "    except OSError as exc:\n"
+        "        print('DISK', folder, n, exc.errno)\n")
+    out_bomb = (  # files in the output directory, whose size the grader watches
+        "n = 0\n"
+        "while True:\n"
+        "    open(f'/grading/out/junk{n}', 'wb').write(b'x' * (4 << 20))\n"
+        "    n += 1\n")
     return {
         "perfect": tiny_notebook(),
         "blank": with_cells("def double(x):\n    raise NotImplementedError()",
@@ -166,13 +212,29 @@ def adversarial(course: Path, port: int) -> dict:
                                         "signal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass"),
         "flood": with_cells(answer=PERFECT_ANSWER + "\nimport sys\nwhile True:\n    sys.stdout.write('x' * 65536)"),
         "malformed": b"{ this is not a notebook",
+        "shadows_modules": with_cells(shadow),
+        "hooks": with_cells(hooks),
+        "kills_parent": with_cells(answer=PERFECT_ANSWER + "\nimport os, signal\nos.kill(os.getppid(), signal.SIGKILL)"),
+        "orphan": with_cells(answer=PERFECT_ANSWER + "\nimport os\nif os.fork() == 0:\n    os.setsid()\n"
+                             f"    os.execv('/bin/sleep', ['sleep', '{ORPHAN_MARK}'])"),
+        "sleeps": with_cells(answer=PERFECT_ANSWER + "\nimport time\ntime.sleep(1000)"),
+        "disk_bomb": with_cells(answer=PERFECT_ANSWER + "\n" + disk),
+        "out_bomb": with_cells(answer=PERFECT_ANSWER + "\n" + out_bomb),
+        "old_nbformat": nbformat.writes(tiny_notebook()).replace('"nbformat": 4', '"nbformat": 3').encode(),
+        "deletes_test": edited(lambda nb: nb.cells.remove(graded_cells(nb)[0])),
+        "duplicates_test": edited(lambda nb: nb.cells.append(
+            new_code_cell(graded_cells(nb)[0].source, metadata=copy.deepcopy(graded_cells(nb)[0].metadata)))),
+        "other_kernel": edited(lambda nb: nb.metadata.update(kernelspec={"name": "ir", "display_name": "R"})),
+        "edits_tests": edited(lambda nb: [c.update(source="pass") or c.metadata["nbgrader"].update(points=100)
+                                          for c in graded_cells(nb)]),
         # only where a cgroup holds it: without one, memory is not limited (see grader.sandbox)
         **({"memory_bomb": with_cells(answer=PERFECT_ANSWER + "\nhog = [bytearray(64 << 20) for _ in range(64)]")}
            if CGROUPS else {}),
     }
 
 
-TINY_LIMITS = sandbox.Limits(wall_s=20, cell_s=3, cpu_s=30, memory_bytes=512 << 20, file_bytes=8 << 20)
+TINY_LIMITS = sandbox.Limits(wall_s=20, cell_s=3, cpu_s=30, memory_bytes=512 << 20, file_bytes=8 << 20,
+                             disk_bytes=64 << 20)
 
 
 def _cgroups_available() -> bool:
@@ -294,6 +356,57 @@ def test_limits_are_outcomes(batch):
         assert score(bomb)["test_double"] == 3.0
 
 
+@pytest.mark.slow
+def test_shadowing_modules_and_hooks_change_no_grade(batch):
+    results = batch[2].results
+    for student in ("shadows_modules", "hooks"):
+        assert results[student]["outcome"] == "graded", results[student]["reason"]
+        assert score(results[student]) == {"test_double": 0.0, "test_secret": 2.0}, student
+    assert "ATEXIT RAN" not in results["hooks"]["output_tail"]
+
+
+@pytest.mark.slow
+def test_killing_the_parent_or_leaving_a_child_behind_ends_with_the_run(batch):
+    results = batch[2].results
+    assert results["kills_parent"]["outcome"] in ("graded", "crashed"), results["kills_parent"]["reason"]
+    assert score(results["kills_parent"])["test_double"] == 3.0
+    assert score(results["orphan"]) == {"test_double": 3.0, "test_secret": 2.0}
+    left = [p for p in Path("/proc").glob("[0-9]*/cmdline")
+            if ORPHAN_MARK.encode() in (p.read_bytes() if p.exists() else b"")
+            and b"pytest" not in p.read_bytes()]
+    assert not left, "the orphan's sleep outlived its sandbox"
+
+
+@pytest.mark.slow
+def test_sleeping_and_disk_bombs_are_stopped(batch):
+    results = batch[2].results
+    sleeps = results["sleeps"]
+    assert sleeps["outcome"] == "graded" and any("ran out of time" in n for n in sleeps["notes"])
+    bomb = results["disk_bomb"]
+    assert bomb["outcome"] == "graded" and score(bomb) == {"test_double": 3.0, "test_secret": 2.0}
+    full = [line.split() for line in bomb["output_tail"].splitlines() if line.startswith("DISK")]
+    assert [(folder, errno) for _, folder, _, errno in full] == [(".", "28"), ("/tmp", "28")], full  # ENOSPC
+    assert all(int(n) * 4 <= 64 for _, _, n, _ in full)
+    out = results["out_bomb"]
+    assert out["outcome"] == "limit-exceeded" and "results written" in out["reason"], out["reason"]
+
+
+@pytest.mark.slow
+def test_malformed_and_edited_notebooks(batch):
+    results = batch[2].results
+    assert results["old_nbformat"]["outcome"] == "malformed"
+    deleted = results["deletes_test"]
+    assert score(deleted) == {"test_double": 3.0, "test_secret": 2.0}
+    assert any("missing from the notebook" in n for n in deleted["notes"])
+    duplicated = results["duplicates_test"]
+    assert score(duplicated) == {"test_double": 3.0, "test_secret": 2.0}
+    assert any("more than once" in n for n in duplicated["notes"])
+    assert score(results["other_kernel"]) == {"test_double": 3.0, "test_secret": 2.0}
+    edited_tests = results["edits_tests"]  # locked cells run as released, points come from the tests
+    assert score(edited_tests) == {"test_double": 3.0, "test_secret": 2.0}
+    assert sum(t["max_points"] for t in edited_tests["tests"]) == 5.0
+
+
 # -- the sandbox itself ------------------------------------------------------------------------
 
 def run_cells(tmp_path, *sources, limits=sandbox.Limits(wall_s=30, cell_s=10)) -> sandbox.Result:
@@ -333,7 +446,11 @@ def test_convention_splits_a_hidden_test():
 
 
 def test_unconverted_assignment_is_refused(tmp_path):
-    result = subprocess.run([PY, "-m", "grader", "autograde", "ps2_loss", "--course", str(REPO)],
+    nb = tiny_notebook()
+    graded_cells(nb)[0].source = "### BEGIN HIDDEN TESTS\nassert double(3) == 6\n### END HIDDEN TESTS"
+    make_course(tmp_path, {})
+    nbformat.write(nb, tmp_path / "solutions" / "tiny" / "tiny.ipynb")
+    result = subprocess.run([PY, "-m", "grader", "autograde", "tiny", "--course", str(tmp_path)],
                             cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 2 and "not converted" in result.stderr
 
