@@ -31,7 +31,7 @@ from nbgrader.validator import Validator
 from grading import (
     EXERCISES, SOLUTIONS, Course, GradedCell, answer_cells, assignments, autograde_in_parallel,
     bundles, cell_timeout, graded_cells, load_config, outputs, read_notebooks, solution_answers,
-    with_answers, wrong_answers,
+    with_answers, with_batch_timeout, wrong_answers,
 )
 
 pytestmark = pytest.mark.slow
@@ -81,7 +81,7 @@ class Graded:
         return {student for run in self.batch_runs for student in FAILED_STUDENT.findall(run.stderr)}
 
 
-@pytest.fixture(scope="module", params=assignments())
+@pytest.fixture(scope="module", params=with_batch_timeout(assignments()))
 def course(request, tmp_path_factory) -> Course:
     """A course directory with the assignment's release freshly generated."""
     course = Course.create(tmp_path_factory.mktemp(request.param), request.param)

@@ -14,7 +14,7 @@ import pytest
 
 from grader import coordinator, sandbox
 from grading import (Course, bundles, cell_timeout, converted, read_notebooks, solution_answers,
-                     with_answers, wrong_answers)
+                     with_answers, with_batch_timeout, wrong_answers)
 
 PATCHES = (  # every comparison a hidden test could make in the student's kernel, made to agree
     "import numpy as np, torch, torch.testing\n"
@@ -35,7 +35,7 @@ def patched(answers: dict[str, str]) -> dict[str, str]:
     return {grade_id: PATCHES + source for grade_id, source in answers.items()}
 
 
-@pytest.fixture(scope="module", params=converted())
+@pytest.fixture(scope="module", params=with_batch_timeout(converted()))
 def graded(request, tmp_path_factory):
     assignment = request.param
     course = Course.create(tmp_path_factory.mktemp(assignment), assignment)
