@@ -33,8 +33,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from grader import coordinator, sandbox  # noqa: E402
-from grading import (Course, assignments, bundles, converted, graded_cells,  # noqa: E402
-                     read_notebooks, solution_answers, with_answers, wrong_answers)
+from grading import (Course, assignments, converted, graded_cells, read_notebooks,  # noqa: E402
+                     wrong_answer_batch)
 
 BUDGET_S = 120
 
@@ -60,11 +60,8 @@ def grade_solution(assignment: str) -> tuple[float, float, float, float]:
 def submit_batch(course: Course, assignment: str) -> int:
     """The solution, the blank release and every bundle of declared wrong answers, submitted;
     the number of submissions."""
-    solution, release = read_notebooks(course.folder("solutions")), read_notebooks(course.folder("exercises"))
-    answers = solution_answers(solution)
-    batch = {"perfect": solution, "blank": release}
-    for bundle in bundles(wrong_answers(assignment)):
-        batch[bundle.name] = with_answers(release, {**answers, **bundle.replace})
+    batch = wrong_answer_batch(read_notebooks(course.folder("solutions")),
+                               read_notebooks(course.folder("exercises")), assignment)
     for student, notebooks in batch.items():
         course.submit(student, notebooks)
     return len(batch)

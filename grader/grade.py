@@ -64,7 +64,8 @@ def outcome_of(result: sandbox.Result, limits: sandbox.Limits, ended: bool) -> t
     if result.timed_out:
         return "timeout", f"the notebook ran longer than {limits.wall_s:g} s and was stopped"
     if result.disk_exceeded:
-        return "limit-exceeded", f"the results written went over {limits.disk_bytes >> 20} MiB or 10,000 files"
+        return "limit-exceeded", (f"the results written went over {limits.disk_bytes >> 20} MiB "
+                                  f"or {sandbox.MAX_OUT_FILES:,} files")
     if result.memory_exceeded:
         return "limit-exceeded", f"memory went over {limits.memory_bytes >> 20} MiB"
     sig = result.signal

@@ -5,8 +5,9 @@ environment (the interpreter's prefix, the venv, the course's `tlutils`) bound r
 work directory (also $HOME), /tmp and /dev/shm, each a tmpfs of at most `disk_bytes` (the
 submission's files are bound into the work directory); an output directory for the results, on
 the host's disk, whose size and file count the grader watches while the run lasts; its own PID,
-IPC, UTS and network namespaces (no network at all, not even loopback to the host). Nothing else of the host's files: not the course's solutions, gradebook,
-other submissions, nor this `grader` package.
+IPC, UTS and network namespaces (no network at all, not even loopback to the host). Nothing
+else of the host's files: not the course's solutions, gradebook, other submissions, nor this
+`grader` package.
 
 Who it runs as: an unprivileged uid (65534, `nobody`). When the grader runs as root, bwrap runs
 privileged (no user namespace; inside one, the sandbox's uid would map back to host root and the
@@ -18,8 +19,8 @@ counts that user's processes).
 Limits: CPU seconds, file size (which also caps the captured output, since stdout and stderr go to
 one file; Python ignores SIGXFSZ, so a flood's writes fail with EFBIG and the output is cut
 there), open files and processes by rlimits; disk by the tmpfs sizes, and for the output
-directory by the watch (a run that writes more there, or more than 10,000 files, is stopped); memory and the number of processes per
-submission by a cgroup where the grader may create one (cgroup v1 or v2; as root on most Linux
+directory by the watch (a run that writes more there, or more than MAX_OUT_FILES files, is
+stopped); memory and the number of processes per submission by a cgroup where the grader may create one (cgroup v1 or v2; as root on most Linux
 machines), else memory is not limited (a small RLIMIT_AS breaks `import torch`); wall-clock time
 by the grader, which kills the whole process group.
 """
@@ -39,6 +40,7 @@ from pathlib import Path
 
 NOBODY = 65534
 RUNNER = Path(__file__).with_name("runner.py")
+MAX_OUT_FILES = 10_000  # files in the output directory before the run is stopped
 # where things appear inside the sandbox
 WORK, OUT, RUNNER_IN = "/grading/work", "/grading/out", "/grading/runner.py"
 
@@ -300,7 +302,7 @@ def _watch(proc: subprocess.Popen, out: Path, limits: Limits, start: float,
             return timed_out, disk_exceeded
 
 
-def _over(folder: Path, max_bytes: int, max_files: int = 10_000) -> bool:
+def _over(folder: Path, max_bytes: int, max_files: int = MAX_OUT_FILES) -> bool:
     """Whether the files under `folder` hold more than `max_bytes` or number more than
     `max_files` (files that vanish meanwhile count as empty)."""
     total, count = 0, 0

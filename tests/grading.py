@@ -208,6 +208,17 @@ def bundles(wrongs: Iterable[WrongAnswer]) -> list[Bundle]:
     return [Bundle(f"wrong_{i + 1:02d}", tuple(members)) for i, members in enumerate(packed)]
 
 
+def wrong_answer_batch(solution, release, assignment: str, rewrite=lambda source: source) -> dict[str, dict]:
+    """Student id -> notebooks: the solution (`perfect`), the release (`blank`) and one submission
+    per bundle of the assignment's declared wrong answers, each answer passed through `rewrite`."""
+    answers = solution_answers(solution)
+    batch = {"perfect": solution, "blank": release}
+    for bundle in bundles(wrong_answers(assignment)):
+        wrong = {grade_id: rewrite(source) for grade_id, source in bundle.replace.items()}
+        batch[bundle.name] = with_answers(release, {**answers, **wrong})
+    return batch
+
+
 # Seconds per cell in the test batch (one place for every assignment). Short, because the
 # infinite-loop submission waits it out once per assignment; long enough for the slowest correct
 # cell on a busy 2-core machine (make test grades while chapters run beside it), which needs a

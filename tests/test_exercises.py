@@ -31,7 +31,7 @@ from nbgrader.validator import Validator
 from grading import (
     EXERCISES, SOLUTIONS, Course, GradedCell, answer_cells, assignments, autograde_in_parallel,
     bundles, cell_timeout, graded_cells, load_config, outputs, read_notebooks, solution_answers,
-    with_answers, with_batch_timeout, wrong_answers,
+    with_answers, with_batch_timeout, wrong_answer_batch, wrong_answers,
 )
 
 pytestmark = pytest.mark.slow
@@ -94,12 +94,10 @@ def batch_submissions(solution, release, assignment) -> dict[str, dict]:
     (GRADER_CHECKS_ON only) and the bundles of wrong answers."""
     answers = solution_answers(solution)
     _, last = answer_cells(solution)[-1]
-    batch = {"perfect": solution, "blank": release}
+    batch = wrong_answer_batch(solution, release, assignment)
     if assignment == GRADER_CHECKS_ON:
         for student, code in MISBEHAVING.items():
             batch[student] = with_answers(release, {**answers, last: code})
-    for bundle in bundles(wrong_answers(assignment)):
-        batch[bundle.name] = with_answers(release, {**answers, **bundle.replace})
     return batch
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import pytest
 
 from grader import coordinator, sandbox
-from grading import (Course, bundles, cell_timeout, converted, read_notebooks, solution_answers,
-                     with_answers, with_batch_timeout, wrong_answers)
+from grading import (Course, bundles, cell_timeout, converted, read_notebooks, with_batch_timeout,
+                     wrong_answer_batch, wrong_answers)
 
 PATCHES = (  # every comparison a hidden test could make in the student's kernel, made to agree
     "import numpy as np, torch, torch.testing\n"
@@ -30,21 +30,14 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(sandbox.shutil.which("bwrap") is None, reason="make sandbox")]
 
 
-def patched(answers: dict[str, str]) -> dict[str, str]:
-    """The same answers, each preceded by the monkeypatches."""
-    return {grade_id: PATCHES + source for grade_id, source in answers.items()}
-
-
 @pytest.fixture(scope="module", params=with_batch_timeout(converted()))
 def graded(request, tmp_path_factory):
     assignment = request.param
     course = Course.create(tmp_path_factory.mktemp(assignment), assignment)
     course.generate()
-    solution, release = read_notebooks(course.folder("solutions")), read_notebooks(course.folder("exercises"))
-    answers = solution_answers(solution)
-    batch = {"perfect": solution, "blank": release}
-    for bundle in bundles(wrong_answers(assignment)):
-        batch[bundle.name] = with_answers(release, {**answers, **patched(bundle.replace)})
+    batch = wrong_answer_batch(read_notebooks(course.folder("solutions")),
+                               read_notebooks(course.folder("exercises")), assignment,
+                               rewrite=lambda source: PATCHES + source)
     for student, notebooks in batch.items():
         course.submit(student, notebooks)
     limits = sandbox.Limits(wall_s=400 + 20 * cell_timeout(assignment), cell_s=4 * cell_timeout(assignment))
