@@ -7,8 +7,9 @@ must run in one process, and the largest should start first, so that no process 
 long unit while the other has finished. `make test` runs `pytest -n 2 --dist loadscope`:
   - `pytest_xdist_make_scheduler` makes xdist's loadscope scheduler group the items by unit
     (`unit_of`): an assignment's tests, a notebook's cells, or one test file;
-  - `pytest_collection_modifyitems` puts the units in order of expected cost: assignments by the
-    number of submissions their batch grades, then the chapters, then the unit-test files.
+  - `pytest_collection_modifyitems` puts the units in order of expected cost: an assignment's
+    grading by its number of submissions times its per-cell timeout (a proxy for the time one
+    submission takes), then the chapters, then the unit-test files.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 import torch
 
 import tlutils
-from grading import bundles, wrong_answers
+from grading import bundles, cell_timeout, wrong_answers
 
 # --- fixtures ------------------------------------------------------------------------------------
 
@@ -64,11 +65,14 @@ def unit_of(nodeid: str) -> str:
 
 
 def expected_cost(unit: str) -> tuple[int, int]:
-    """A sort key, most expensive first: (kind, -size) with kind 0 for an assignment's grading,
-    1 for a chapter, 2 for a test file."""
+    """A sort key, most expensive first: (kind, -cost) with kind 0 for an assignment's grading,
+    1 for a chapter, 2 for a test file. The sandboxed grader grades the wrong answers too
+    (tests/test_grader_assignments.py); nbgrader's round trip, the solution and the release."""
     assignment = ASSIGNMENT_PARAM.search(unit)
     if assignment:
-        return 0, -len(bundles(wrong_answers(assignment[1])))
+        name = assignment[1]
+        submissions = 2 + (len(bundles(wrong_answers(name))) if "test_grader_assignments" in unit else 0)
+        return 0, -submissions * cell_timeout(name)
     return (1, 0) if unit.endswith(".ipynb") else (2, 0)
 
 

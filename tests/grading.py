@@ -1,4 +1,5 @@
-"""Round trips through the real nbgrader commands, shared by tests/test_exercises.py.
+"""Round trips through the real nbgrader commands and the batches they grade, shared by
+tests/test_exercises.py, tests/test_grader_assignments.py and benchmarks/bench_grading.py.
 
 A `Course` is a throwaway nbgrader course directory holding a copy of the repository's
 nbgrader_config.py and of one assignment's source (solutions/<assignment>/). Every step runs the
@@ -243,8 +244,9 @@ BATCH_CELL_TIMEOUT_S = {
 # pytest-timeout's limit for one assignment's batch (a module-scoped fixture counts toward the first
 # test that uses it): pyproject's 900 s, except where a batch is longer on a busy 2-core machine.
 BATCH_TIMEOUT_S = {
-    "ps8_lora": 2400,  # every submission fine-tunes MiniLM three times: the nbgrader batch took
-                       # 22 minutes in make test beside the other worker's grading (12 beside idle)
+    "ps8_lora": 2400,  # every submission fine-tunes MiniLM three times: its sandboxed batch (11
+                       # submissions) took 12 minutes in make test beside the other worker's
+                       # grading, and its nbgrader batch of 11 took 22
 }
 
 

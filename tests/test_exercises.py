@@ -2,11 +2,14 @@
 
 Per assignment (each solutions/ps* folder) one throwaway course directory is generated and
 autograded once, as one batch with a short per-cell timeout (`grading.BATCH_CELL_TIMEOUT_S`), and
-every test below reads from it. The batch holds the solution (student `perfect`), the untouched
-release (`blank`) and every wrong answer declared in tests/wrong_answers/<assignment>.py, packed
-into bundles of answers to different parts (`grading.bundles`), so that a batch needs a few
-submissions, not one per mistake. benchmarks/bench_grading.py times the solution alone, with the
-course's real configuration, against the 120 s budget.
+every test below reads from it. The batch holds the solution (student `perfect`) and the untouched
+release (`blank`): the solution scores full marks, the release zero, and the export adds up.
+The declared wrong answers (tests/wrong_answers/<assignment>.py) are graded once, by the grader
+instructors are told to trust, in tests/test_grader_assignments.py: every assignment must be
+written in its probe/check convention, whose hidden blocks nbgrader runs unchanged in the
+student's kernel, so that a wrong answer's grade is decided by the same check code either way.
+benchmarks/bench_grading.py times the solution alone, with the course's real configuration,
+against the 120 s budget.
 
 What does not depend on an assignment's content, but on nbgrader_config.py, is checked on one
 assignment, the quickest to grade (GRADER_CHECKS_ON): that three submissions misbehaving in their
@@ -30,8 +33,8 @@ from nbgrader.validator import Validator
 
 from grading import (
     EXERCISES, SOLUTIONS, Course, GradedCell, answer_cells, assignments, autograde_in_parallel,
-    bundles, cell_timeout, graded_cells, load_config, outputs, read_notebooks, solution_answers,
-    with_answers, with_batch_timeout, wrong_answer_batch, wrong_answers,
+    cell_timeout, graded_cells, load_config, outputs, read_notebooks, solution_answers,
+    with_answers, with_batch_timeout,
 )
 
 pytestmark = pytest.mark.slow
@@ -90,11 +93,11 @@ def course(request, tmp_path_factory) -> Course:
 
 
 def batch_submissions(solution, release, assignment) -> dict[str, dict]:
-    """Student id -> notebooks for the batch: the solution, the release, the misbehaving
-    (GRADER_CHECKS_ON only) and the bundles of wrong answers."""
+    """Student id -> notebooks for the batch: the solution, the release and the misbehaving
+    (GRADER_CHECKS_ON only)."""
     answers = solution_answers(solution)
     _, last = answer_cells(solution)[-1]
-    batch = wrong_answer_batch(solution, release, assignment)
+    batch = {"perfect": solution, "blank": release}
     if assignment == GRADER_CHECKS_ON:
         for student, code in MISBEHAVING.items():
             batch[student] = with_answers(release, {**answers, last: code})
@@ -124,20 +127,6 @@ def test_solution_scores_full_marks(graded):
 
 def test_untouched_release_scores_zero(graded):
     assert graded.auto_scores("blank") == dict.fromkeys(graded.autograded, 0.0)
-
-
-def test_each_wrong_answer_loses_exactly_its_parts(graded):
-    declared = wrong_answers(graded.course.assignment)
-    assert declared, f"declare wrong answers in tests/wrong_answers/{graded.course.assignment}.py"
-    failures = []
-    for wrong in declared:
-        assert wrong.loses <= graded.autograded.keys(), f"{wrong.name}: unknown test cells"
-    for bundle in bundles(declared):
-        expected = {g: 0.0 if g in bundle.loses else p for g, p in graded.autograded.items()}
-        got = graded.auto_scores(bundle.name)
-        failures += [f"{bundle}: {g} scored {got[g]}, expected {expected[g]}"
-                     for g in expected if got[g] != expected[g]]
-    assert not failures, "\n".join(failures)
 
 
 @pytest.mark.parametrize("course", [GRADER_CHECKS_ON], indirect=True)
@@ -186,8 +175,7 @@ def test_loop_and_crashes_do_not_stop_the_batch(graded):
     assert {graded.scores["0_kernel_death"][g] for g in killed_cells} == {None}
     assert graded.failed == {"0_kernel_death"}
     assert [run.returncode for run in graded.batch_runs].count(1) == 1
-    later = ["blank", "perfect"] + [bundle.name for bundle in bundles(wrong_answers(graded.course.assignment))]
-    assert all(None not in graded.auto_scores(student).values() for student in later)
+    assert all(None not in graded.auto_scores(student).values() for student in ("blank", "perfect"))
 
 
 def comparable(nb: nbformat.NotebookNode) -> dict:
