@@ -1,5 +1,6 @@
 """The coordinator: finds the submissions, decides which jobs to run, sends them to the engine,
-and is the only process that writes results (the store, then the gradebook and the feedback).
+and is the only process that writes results (the store, then the gradebook and the feedback
+pages, in nbgrader's feedback/ folder).
 """
 from __future__ import annotations
 
@@ -69,7 +70,8 @@ def autograde(course: Path, assignment: str, workers: int | None = None, schedul
     summary = Summary(assignment)
     todo: dict[str, tuple[jobs.Key, dict]] = {}
     try:
-        for student, files in submissions(course, assignment).items():
+        found = submissions(course, assignment)
+        for student, files in found.items():
             key = jobs.Key(assignment, student, jobs.submission_digest(files), tests_sha)
             done = store.result(key)
             if done is not None:
@@ -84,7 +86,7 @@ def autograde(course: Path, assignment: str, workers: int | None = None, schedul
         if todo:
             _run(store, spec, todo, workers, scheduler, limits, summary, log)
         summary.gradebook_note = gradebook.write(course, spec, summary.results)
-        report.write_feedback(course, assignment, summary.results)
+        report.write_feedback(course, assignment, spec.notebook, summary.results, found)
     finally:
         store.close()
     return summary

@@ -57,9 +57,23 @@ def feedback_html(assignment: str, student: str, result: dict) -> str:
 """
 
 
-def write_feedback(course: Path, assignment: str, results: dict[str, dict]) -> None:
-    """sandbox_grading/<assignment>/feedback/<student>.html for every student."""
-    folder = Path(course, "sandbox_grading", assignment, "feedback")
-    folder.mkdir(parents=True, exist_ok=True)
+# What nbgrader's release_feedback needs beside a page: copied from the submission, as nbgrader's
+# own generate_feedback copies them (written by the student's `nbgrader submit`, so capped).
+RELEASE_FILES = ("timestamp.txt", "submission_secret.txt")
+MAX_RELEASE_FILE = 1024
+
+
+def write_feedback(course: Path, assignment: str, notebook: str, results: dict[str, dict],
+                   submitted: dict[str, dict[str, bytes]]) -> None:
+    """feedback/<student>/<assignment>/<notebook>.html for every student, in nbgrader's layout,
+    so that `nbgrader release_feedback` returns these pages (and not the graded notebook, whose
+    hidden tests nbgrader's generate_feedback would show)."""
+    page = Path(notebook).with_suffix(".html").name
     for student, result in results.items():
-        (folder / f"{student}.html").write_text(feedback_html(assignment, student, result))
+        folder = Path(course, "feedback", student, assignment)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / page).write_text(feedback_html(assignment, student, result))
+        files = submitted.get(student, {})
+        for name in RELEASE_FILES:
+            if name in files and len(files[name]) <= MAX_RELEASE_FILE:
+                (folder / name).write_bytes(files[name])

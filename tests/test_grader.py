@@ -98,6 +98,9 @@ def make_course(root: Path, students: dict) -> Path:
             (folder / "tiny.ipynb").write_bytes(nb)
         else:
             nbformat.write(nb, folder / "tiny.ipynb")
+        # what `nbgrader submit` writes beside the notebook, and `nbgrader collect` keeps
+        (folder / "timestamp.txt").write_text("2026-12-06 12:00:00.000000 UTC")
+        (folder / "submission_secret.txt").write_text(f"secret-of-{student}")
     return root
 
 
@@ -212,6 +215,7 @@ def adversarial(course: Path, port: int) -> dict:
                                         "signal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass"),
         "flood": with_cells(answer=PERFECT_ANSWER + "\nimport sys\nwhile True:\n    sys.stdout.write('x' * 65536)"),
         "malformed": b"{ this is not a notebook",
+        "html_injection": with_cells("def double(x):\n    raise ValueError('<script>alert(1)</script>' * 1000)"),
         "shadows_modules": with_cells(shadow),
         "hooks": with_cells(hooks),
         "kills_parent": with_cells(answer=PERFECT_ANSWER + "\nimport os, signal\nos.kill(os.getppid(), signal.SIGKILL)"),
@@ -389,6 +393,30 @@ def test_sleeping_and_disk_bombs_are_stopped(batch):
     assert all(int(n) * 4 <= 64 for _, _, n, _ in full)
     out = results["out_bomb"]
     assert out["outcome"] == "limit-exceeded" and "results written" in out["reason"], out["reason"]
+
+
+@pytest.mark.slow
+def test_feedback_is_released_by_nbgrader_and_shows_no_hidden_test(batch, tmp_path):
+    course, _, summary = batch
+    exchange = tmp_path / "exchange"  # nbgrader's exchange folder, which an instructor creates
+    exchange.mkdir(mode=0o777)
+    run = subprocess.run([str(Path(PY).parent / "nbgrader"), "release_feedback", "tiny",
+                          f"--Exchange.root={exchange}", "--CourseDirectory.course_id=tiny"],
+                         cwd=course, capture_output=True, text=True,
+                         env={**os.environ, "PATH": f"{Path(PY).parent}:{os.environ['PATH']}"})
+    assert run.returncode == 0, run.stderr
+    from nbgrader.utils import notebook_hash
+    for student in summary.results:
+        page = (course / "feedback" / student / "tiny" / "tiny.html").read_text()
+        released = exchange / "tiny" / "feedback" / f"{notebook_hash(secret=f'secret-of-{student}', notebook_id='tiny')}.html"
+        assert released.read_text() == page, student
+        assert SECRET not in page and "PROBE" not in page and "allclose" not in page, student
+        assert "<script" not in page.lower(), student
+    perfect = (course / "feedback" / "perfect" / "tiny" / "tiny.html").read_text()
+    assert "Score on the autograded tests: 5 / 5" in perfect
+    assert "double is wrong" in (course / "feedback" / "monkeypatch" / "tiny" / "tiny.html").read_text()
+    injected = (course / "feedback" / "html_injection" / "tiny" / "tiny.html").read_text()
+    assert "&lt;script&gt;alert(1)" in injected and len(injected) < 5000  # escaped and capped
 
 
 @pytest.mark.slow
