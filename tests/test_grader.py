@@ -495,6 +495,12 @@ def cli(course: Path, *args: str, **kwargs) -> subprocess.Popen:
                             start_new_session=True, **kwargs)
 
 
+def process_group(pgid: int) -> list[str]:
+    """The command lines of the processes still in process group `pgid`."""
+    found = subprocess.run(["pgrep", "-a", "-g", str(pgid)], capture_output=True, text=True)
+    return found.stdout.splitlines()
+
+
 def done_students(course: Path) -> set[str]:
     """The students with a result in the store; none while the coordinator has not yet made it
     (the file can exist a moment before its table does)."""
@@ -518,8 +524,13 @@ def test_kill_9_then_rerun_grades_exactly_the_missing_students(tmp_path):
     deadline = time.monotonic() + 240
     while not done_students(course) and time.monotonic() < deadline:
         time.sleep(0.2)
-    os.killpg(first.pid, signal.SIGKILL)
+    assert len(process_group(first.pid)) > 1, "the coordinator's workers should be running"
+    os.kill(first.pid, signal.SIGKILL)  # the coordinator alone, as the out-of-memory killer would
     first.wait()
+    deadline = time.monotonic() + 60    # its workers and their sandboxes must not outlive it
+    while (left := process_group(first.pid)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not left, f"processes outlived the coordinator: {left}"
     finished = done_students(course)
     assert finished and finished != set(students), "kill the coordinator in mid-batch"
     second = cli(course, "--workers", "1")
