@@ -193,6 +193,18 @@ WRONG_ANSWERS = [
             "    return z.grad\n")},
         loses={"test_label_smoothing_grad_hidden"},
     ),
+    WrongAnswer(  # the same smoothed loss, differentiated in forward mode (torch.func.jacfwd)
+        "ls_forward_mode_jacfwd",
+        {"label_smoothing_grad": LS_DEF + (
+            "    def loss(z):\n"
+            "        shifted = z - z.max(dim=1, keepdim=True).values\n"
+            "        log_probs = shifted - shifted.exp().sum(dim=1, keepdim=True).log()\n"
+            "        onehot = torch.zeros_like(z).scatter(1, labels[:, None], 1.0)\n"
+            "        target = (1 - eps) * onehot + eps / z.shape[1]\n"
+            "        return -(target * log_probs).sum(dim=1).mean()\n"
+            "    return torch.func.jacfwd(loss)(logits)\n")},
+        loses={"test_label_smoothing_grad_hidden"},
+    ),
     WrongAnswer(  # the softmax by a forbidden spelling
         "ls_probs_from_log_softmax",
         {"label_smoothing_grad": swap(
