@@ -104,9 +104,14 @@ def make_course(root: Path, students: dict) -> Path:
     return root
 
 
+GRADER_OUTPUT = ("sandbox_grading", "feedback")  # what the grader itself writes into a course
+
+
 def digest_tree(root: Path) -> dict[str, str]:
+    """sha256 of every file under `root` but the grader's own output."""
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and "sandbox_grading" not in p.parts}
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and p.relative_to(root).parts[0] not in GRADER_OUTPUT}
 
 
 # -- the adversarial batch ---------------------------------------------------------------------
