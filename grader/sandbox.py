@@ -20,9 +20,10 @@ Limits: CPU seconds, file size (which also caps the captured output, since stdou
 one file; Python ignores SIGXFSZ, so a flood's writes fail with EFBIG and the output is cut
 there), open files and processes by rlimits; disk by the tmpfs sizes, and for the output
 directory by the watch (a run that writes more there, or more than MAX_OUT_FILES files, is
-stopped); memory and the number of processes per submission by a cgroup where the grader may create one (cgroup v1 or v2; as root on most Linux
-machines), else memory is not limited (a small RLIMIT_AS breaks `import torch`); wall-clock time
-by the grader, which kills the whole process group.
+stopped); memory and the number of processes per submission by a cgroup where the grader may
+create one (cgroup v1 or v2; as root on most Linux machines), else memory is not limited (a small
+RLIMIT_AS breaks `import torch`); wall-clock time by the grader, which kills the whole process
+group.
 """
 from __future__ import annotations
 
