@@ -22,6 +22,7 @@ its visible checks): its grade is decided by the check, never by code in the stu
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import re
@@ -73,6 +74,23 @@ class Spec:
     @property
     def max_score(self) -> float:
         return sum(test.points for test in self.tests)
+
+    def imports(self) -> tuple[str, ...]:
+        """The modules that the instructor's code run in the sandbox imports (the setup cells,
+        the tests' visible, shared and probe parts), in order: what a warm sandbox preloads."""
+        sources = [*self.setup, *(part for t in self.tests for part in (t.visible, t.shared, t.probe))]
+        found: dict[str, None] = {}
+        for source in sources:
+            try:
+                tree = ast.parse(source)
+            except SyntaxError:  # IPython magics: the notebook imports what it needs anyway
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    found.update(dict.fromkeys(alias.name for alias in node.names))
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    found[node.module] = None
+        return tuple(found)
 
 
 def nbgrader_meta(cell) -> dict:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import nbformat
 
-from grader import checker, convention, sandbox
+from grader import checker, convention, sandbox, warm
 
 MAX_SUBMISSION_BYTES = 50 << 20
 MAX_NOTES = 10
@@ -81,8 +81,7 @@ def outcome_of(result: sandbox.Result, limits: sandbox.Limits, ended: bool) -> t
     return "graded", ""
 
 
-def grade(spec: convention.Spec, files: dict[str, bytes], limits: sandbox.Limits,
-          scratch: str | None = None) -> dict:
+def grade(spec: convention.Spec, files: dict[str, bytes], limits: sandbox.Limits) -> dict:
     """Grade one submission (`files`: its folder's files by name); a JSON-able result dict."""
     start = time.monotonic()
     base = {"outcome": "malformed", "reason": "", "notes": [], "tests": [], "output_tail": "",
@@ -94,20 +93,40 @@ def grade(spec: convention.Spec, files: dict[str, bytes], limits: sandbox.Limits
     except ValueError as exc:
         return {**base, "reason": str(exc)}
     cells, notes = convention.program(spec, nb)
-    folder = Path(tempfile.mkdtemp(prefix="tlgrader-", dir=scratch))
-    try:
-        work, out = sandbox.prepare(folder)
-        for name, data in files.items():
-            if "/" not in name and name not in (".", ".."):
-                (work / name).write_bytes(data)
-                sandbox.give_to_sandbox(work / name)
-        program = {"out_dir": sandbox.OUT, "cell_timeout_s": limits.cell_s, "cells": cells}
-        result = sandbox.run(folder, json.dumps(program).encode(), limits)
-        ended, cell_notes = _log(out)
-        outcome, reason = outcome_of(result, limits, ended)
-        tests = checker.check_all(spec, out)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    program = json.dumps({"out_dir": sandbox.OUT, "cell_timeout_s": limits.cell_s, "cells": cells}).encode()
+    result, ended, cell_notes, tests, how = _sandboxed(spec, files, program, limits)
+    outcome, reason = outcome_of(result, limits, ended)
     return {"outcome": outcome, "reason": reason, "notes": notes + cell_notes,
             "tests": [asdict(t) for t in tests], "output_tail": result.output_tail[-2000:],
-            "sandbox_s": round(result.seconds, 3), "total_s": round(time.monotonic() - start, 3)}
+            "sandbox": how, "sandbox_s": round(result.seconds, 3), "total_s": round(time.monotonic() - start, 3)}
+
+
+def _sandboxed(spec: convention.Spec, files: dict[str, bytes], program: bytes, limits: sandbox.Limits):
+    """Run the program in this worker's warm sandbox for the assignment, or in a cold one where
+    there is none or it broke; (sandbox result, ended, notes, test results, which sandbox)."""
+    server = warm.server_for(spec.imports())
+    if server is not None:
+        try:
+            return (*_attempt(server.folder(), server.run, spec, files, program, limits), "warm")
+        except warm.Broken as exc:
+            how = f"cold: {exc}"
+    else:
+        how = f"cold: {warm.last_problem()}"
+    folder = Path(tempfile.mkdtemp(prefix="tlgrader-"))
+    sandbox.prepare(folder)
+    return (*_attempt(folder, sandbox.run, spec, files, program, limits), how)
+
+
+def _attempt(folder: Path, run, spec: convention.Spec, files: dict[str, bytes], program: bytes,
+             limits: sandbox.Limits) -> tuple[sandbox.Result, bool, list[str], list]:
+    """The submission's files into `folder`/work, `run` it, then check what it exported."""
+    try:
+        for name, data in files.items():
+            if "/" not in name and name not in (".", ".."):
+                (folder / "work" / name).write_bytes(data)
+                sandbox.give_to_sandbox(folder / "work" / name)
+        result = run(folder, program, limits)
+        ended, cell_notes = _log(folder / "out")
+        return result, ended, cell_notes, checker.check_all(spec, folder / "out")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

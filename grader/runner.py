@@ -4,13 +4,14 @@ This file is bound read-only into the sandbox on its own and run as `python -I r
 imports nothing from the `grader` package (which is never visible in the sandbox), only the
 standard library, and NumPy or PyTorch when the notebook already imported them.
 
-It reads its whole program from stdin before any student code runs (so the program is never a
-file the student could read or rewrite), then executes the code cells in order in one namespace,
-as a kernel would, each under a per-cell time limit (a timer signal; best effort, because the
-student's code can block signals: the grader's wall-clock limit outside the sandbox is the real
-bound). After a graded test cell it runs that cell's probe and writes the probe's `probe` dict
-as plain data into the output folder: `probe.json` and `.npy` files (never a pickle).
-Everything this process writes is untrusted: the checker outside validates it.
+It gets its whole program before any student code runs, so that the student can neither read nor
+rewrite it as a file: from stdin in a cold sandbox, in memory from forkserver.py in a warm one
+(which hides the job's files before the student's code starts). It executes the code cells in
+order in one namespace, as a kernel would, each under a per-cell time limit (a timer signal; best
+effort, because the student's code can block signals: the grader's wall-clock limit outside the
+sandbox is the real bound). After a graded test cell it runs that cell's probe and writes the
+probe's `probe` dict as plain data into the output folder: `probe.json` and `.npy` files (never a
+pickle). Everything this process writes is untrusted: the checker outside validates it.
 """
 import builtins
 import json
@@ -118,9 +119,8 @@ def export(out_dir: str, grade_id: str, namespace: dict, error) -> None:
         json.dump(record, f)
 
 
-def main() -> int:
-    """Run the program read from stdin; the exit status is 0 when the end was reached."""
-    program = json.loads(sys.stdin.read())
+def main(program: dict) -> int:
+    """Run `program`; the exit status is 0 when the end was reached."""
     out_dir, seconds = program["out_dir"], float(program["cell_timeout_s"])
     module = types.ModuleType("__main__")  # the notebook's globals, as in a kernel
     module.__dict__["__builtins__"] = builtins
@@ -142,10 +142,15 @@ def main() -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run(program: dict) -> int:
+    """`main`'s exit status; 3 when the runner itself failed (its traceback on stderr)."""
     try:
-        code = main()
+        return main(program)
     except BaseException:  # noqa: BLE001
         traceback.print_exc()
-        code = 3
-    os._exit(code)  # skip interpreter shutdown: a student's atexit hook or thread cannot hang it
+        return 3
+
+
+if __name__ == "__main__":
+    # skip interpreter shutdown: a student's atexit hook or thread cannot hang it
+    os._exit(run(json.loads(sys.stdin.read())))

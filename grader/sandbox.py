@@ -41,9 +41,11 @@ from pathlib import Path
 
 NOBODY = 65534
 RUNNER = Path(__file__).with_name("runner.py")
+FORKSERVER = Path(__file__).with_name("forkserver.py")
 MAX_OUT_FILES = 10_000  # files in the output directory before the run is stopped
 # where things appear inside the sandbox
 WORK, OUT, RUNNER_IN = "/grading/work", "/grading/out", "/grading/runner.py"
+JOBS_IN, FORKSERVER_IN = "/grading/jobs", "/grading/forkserver.py"
 
 
 @dataclass(frozen=True)
@@ -107,10 +109,9 @@ def _parents(path: Path) -> list[Path]:
     return [p for p in reversed(path.parents) if p != Path("/")]
 
 
-def command(work: Path, out: Path, as_root: bool | None = None, disk_bytes: int = Limits.disk_bytes) -> list[str]:
-    """The bwrap command line that runs the runner with `work`'s files (a host folder) in its
-    work directory and `out` (a host folder) as its output directory."""
-    as_root = os.geteuid() == 0 if as_root is None else as_root
+def _isolation(as_root: bool, disk_bytes: int) -> list[str]:
+    """bwrap's arguments up to the grading folder: namespaces, /dev, /proc, private /tmp and
+    /dev/shm, the system and the Python environment read-only."""
     args = [bwrap_path(), "--die-with-parent", "--new-session", "--clearenv"]
     if as_root:  # privileged bwrap, then a real drop to uid 65534 (see the module docstring)
         args += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
@@ -134,22 +135,45 @@ def command(work: Path, out: Path, as_root: bool | None = None, disk_bytes: int 
                 args += ["--perms", "0755", "--dir", str(parent)]
                 made.add(parent)
         args += ["--ro-bind", str(root), str(root)]
-    args += ["--perms", "0755", "--dir", "/grading", "--perms", "1777", *size, "--tmpfs", WORK]
-    for path in sorted(work.iterdir()):
-        args += ["--bind", str(path), f"{WORK}/{path.name}"]
-    args += ["--bind", str(out), OUT,
-             "--ro-bind", str(RUNNER), RUNNER_IN,
-             "--remount-ro", "/", "--chdir", WORK]
+    return args + ["--perms", "0755", "--dir", "/grading"]
+
+
+def _python(as_root: bool, script: str, cwd: str) -> list[str]:
+    """bwrap's arguments from the root's remount on: read-only root, working directory `cwd`, the
+    variables, the drop to uid 65534 when the grader runs as root, and the venv's interpreter (by
+    its own path, so that its pyvenv.cfg makes the venv's packages visible) running `script`."""
     env = {"HOME": WORK, "TMPDIR": "/tmp", "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
            "LANG": "C.UTF-8", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "PYTHONDONTWRITEBYTECODE": "1"}
+    args = ["--remount-ro", "/", "--chdir", cwd]
     for key, value in env.items():
         args += ["--setenv", key, value]
     if as_root:
         args += ["/usr/bin/setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
                  "--inh-caps=-all", "--bounding-set=-all", "--"]
-    # the venv's interpreter, by its own path (its pyvenv.cfg makes the venv's packages visible)
-    return args + [str(Path(sys.executable).absolute()), "-I", RUNNER_IN]
+    return args + [str(Path(sys.executable).absolute()), "-I", script]
+
+
+def command(work: Path, out: Path, as_root: bool | None = None, disk_bytes: int = Limits.disk_bytes) -> list[str]:
+    """The bwrap command line that runs the runner with `work`'s files (a host folder) in its
+    work directory and `out` (a host folder) as its output directory."""
+    as_root = os.geteuid() == 0 if as_root is None else as_root
+    args = _isolation(as_root, disk_bytes) + ["--perms", "1777", "--size", str(disk_bytes), "--tmpfs", WORK]
+    for path in sorted(work.iterdir()):
+        args += ["--bind", str(path), f"{WORK}/{path.name}"]
+    args += ["--bind", str(out), OUT, "--ro-bind", str(RUNNER), RUNNER_IN]
+    return args + _python(as_root, RUNNER_IN, WORK)
+
+
+def forkserver_command(jobs: Path, modules: tuple[str, ...], as_root: bool | None = None) -> list[str]:
+    """The bwrap command line of a warm sandbox (grader/forkserver.py): the jobs folder `jobs` (a
+    host folder) bound where only the fork server and its children's set-up see it, the work and
+    output directories as mount points, and `modules` to import once."""
+    as_root = os.geteuid() == 0 if as_root is None else as_root
+    args = _isolation(as_root, 64 << 20) + [
+        "--dir", WORK, "--dir", OUT, "--bind", str(jobs), JOBS_IN,
+        "--ro-bind", str(RUNNER), RUNNER_IN, "--ro-bind", str(FORKSERVER), FORKSERVER_IN]
+    return args + _python(as_root, FORKSERVER_IN, "/grading") + list(modules)
 
 
 class Cgroup:
@@ -184,12 +208,12 @@ class Cgroup:
     def active(self) -> bool:
         return bool(self.dirs)
 
-    def join(self) -> None:
-        """Move the calling process into the cgroups (called in the child before exec)."""
+    def add(self, pid: int) -> None:
+        """Move process `pid` (0: the calling process) into the cgroups; its children follow."""
         for folder in self.dirs:
             fd = os.open(folder / "cgroup.procs", os.O_WRONLY)
             try:
-                os.write(fd, b"0")
+                os.write(fd, str(pid).encode())
             finally:
                 os.close(fd)
 
@@ -223,18 +247,23 @@ class Cgroup:
                     time.sleep(0.02)
 
 
+def rlimits(limits: Limits) -> list[tuple[str, int, int]]:
+    """(resource name, soft, hard) of every rlimit a sandboxed run gets."""
+    return [("RLIMIT_CPU", limits.cpu_s, limits.cpu_s + 5),
+            ("RLIMIT_FSIZE", limits.file_bytes, limits.file_bytes),
+            ("RLIMIT_NOFILE", limits.open_files, limits.open_files),
+            ("RLIMIT_NPROC", limits.processes, limits.processes),
+            ("RLIMIT_CORE", 0, 0)]
+
+
 def _preexec(limits: Limits, cgroup: Cgroup):
     """What the child does before exec'ing bwrap: join the cgroup, set the rlimits (inherited
     through bwrap and setpriv by the student's Python)."""
     def apply():
         if cgroup.active:
-            cgroup.join()
-        for limit, value in [(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 5)),
-                             (resource.RLIMIT_FSIZE, (limits.file_bytes,) * 2),
-                             (resource.RLIMIT_NOFILE, (limits.open_files,) * 2),
-                             (resource.RLIMIT_NPROC, (limits.processes,) * 2),
-                             (resource.RLIMIT_CORE, (0, 0))]:
-            resource.setrlimit(limit, value)
+            cgroup.add(0)
+        for name, soft, hard in rlimits(limits):
+            resource.setrlimit(getattr(resource, name), (soft, hard))
     return apply
 
 
@@ -261,46 +290,54 @@ def prepare(folder: Path) -> tuple[Path, Path]:
 
 
 def run(folder: Path, program: bytes, limits: Limits) -> Result:
-    """Run the runner in a sandbox on `folder`'s work/ and out/ (see `prepare`), feeding it
-    `program` on stdin; the output goes to `folder`/output.txt (outside the sandbox)."""
+    """Run the runner in a fresh (cold) sandbox on `folder`'s work/ and out/ (see `prepare`),
+    feeding it `program` on stdin; the output goes to `folder`/output.txt (outside the sandbox)."""
     work, out = folder / "work", folder / "out"
-    output = folder / "output.txt"
     cgroup = Cgroup(limits)
     start = time.monotonic()
     try:
-        with open(output, "wb") as sink:
+        with open(folder / "output.txt", "wb") as sink:
             proc = subprocess.Popen(command(work, out, disk_bytes=limits.disk_bytes), stdin=subprocess.PIPE,
                                     stdout=sink, stderr=subprocess.STDOUT,
                                     preexec_fn=_preexec(limits, cgroup), start_new_session=True)
             with contextlib.suppress(BrokenPipeError):
                 proc.stdin.write(program)
                 proc.stdin.close()
-            timed_out, disk_exceeded = _watch(proc, out, limits, start)
-        oom = cgroup.oom_killed()
+
+            def wait(seconds: float | None) -> int | None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    return proc.wait(timeout=seconds)
+                return None
+
+            def kill() -> None:  # the whole process group
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            return watch(wait, kill, folder, limits, cgroup, start)
     finally:
         cgroup.kill_all()
         cgroup.remove()
-    return Result(proc.returncode, timed_out, oom, time.monotonic() - start, _tail(output),
-                  output.stat().st_size, disk_exceeded)
 
 
-def _watch(proc: subprocess.Popen, out: Path, limits: Limits, start: float,
-           every_s: float = 0.2) -> tuple[bool, bool]:
-    """Wait for the run, stopping it (its whole process group) when it passes the wall-clock
-    limit or writes more than `disk_bytes` into its output directory; (timed out, disk exceeded)."""
+def watch(wait, kill, folder: Path, limits: Limits, cgroup: Cgroup, start: float, every_s: float = 0.2) -> Result:
+    """Wait for a run (`wait(seconds)`: its exit status, or None while it runs), stopping it
+    (`kill()`) when it passes the wall-clock limit or writes more than `disk_bytes` into its
+    output directory; how it ended, its output read from `folder`/output.txt."""
+    out = folder / "out"
     while True:
-        try:
-            proc.wait(timeout=every_s)
-            return False, _over(out, limits.disk_bytes)  # a last burst, written between two looks
-        except subprocess.TimeoutExpired:
-            pass
+        code = wait(every_s)
+        if code is not None:  # a last burst may have been written between two looks
+            timed_out, disk_exceeded = False, _over(out, limits.disk_bytes)
+            break
         timed_out = time.monotonic() - start > limits.wall_s
         disk_exceeded = not timed_out and _over(out, limits.disk_bytes)
         if timed_out or disk_exceeded:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            return timed_out, disk_exceeded
+            kill()
+            cgroup.kill_all()
+            code = wait(None)
+            break
+    output = folder / "output.txt"
+    return Result(code, timed_out, cgroup.oom_killed(), time.monotonic() - start, _tail(output),
+                  output.stat().st_size, disk_exceeded)
 
 
 def _over(folder: Path, max_bytes: int, max_files: int = MAX_OUT_FILES) -> bool:

@@ -23,7 +23,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from grader import convention, coordinator, sandbox
+from grader import convention, coordinator, sandbox, warm
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -255,6 +255,18 @@ def _cgroups_available() -> bool:
 CGROUPS = _cgroups_available()
 
 
+def _warm_problem() -> str:
+    """'' when a warm sandbox starts on this machine, else why not."""
+    try:
+        warm.ForkServer(("numpy",)).close()
+    except warm.Broken as exc:
+        return str(exc)
+    return ""
+
+
+WARM_PROBLEM = _warm_problem()
+
+
 @pytest.fixture(scope="module")
 def secret_server():
     """A TCP server on the host's loopback that hands out the secret to whoever connects."""
@@ -297,6 +309,9 @@ def test_every_submission_reaches_an_outcome(batch):
     assert set(summary.results) == set(adversarial(course, 0)) and summary.complete
     assert score(summary.results["perfect"]) == {"test_double": 3.0, "test_secret": 2.0}
     assert score(summary.results["blank"]) == {"test_double": 0.0, "test_secret": 0.0}
+    # every run that reached a sandbox ran in a warm one, where this machine allows it
+    sandboxes = {r["sandbox"].split(":")[0] for r in summary.results.values() if r["outcome"] != "malformed"}
+    assert sandboxes == {"cold" if WARM_PROBLEM else "warm"}
 
 
 @pytest.mark.slow
@@ -442,29 +457,87 @@ def test_malformed_and_edited_notebooks(batch):
 
 # -- the sandbox itself ------------------------------------------------------------------------
 
-def run_cells(tmp_path, *sources, limits=sandbox.Limits(wall_s=30, cell_s=10)) -> sandbox.Result:
+@pytest.fixture(scope="module")
+def fork_server():
+    """A warm sandbox (grader.warm) with NumPy imported, for this module's direct runs."""
+    if WARM_PROBLEM:
+        pytest.skip(f"no warm sandbox on this machine: {WARM_PROBLEM}")
+    server = warm.ForkServer(("numpy",))
+    yield server
+    server.close()
+
+
+def cold(tmp_path: Path):
     sandbox.prepare(tmp_path)
+    return tmp_path, sandbox.run
+
+
+@pytest.fixture(params=["cold", "warm"])
+def box(request):
+    """Where `run_cells` runs: `box(tmp_path)` -> (a prepared job folder, its run function)."""
+    if request.param == "cold":
+        return cold
+    server = request.getfixturevalue("fork_server")
+    return lambda _: (server.folder(), server.run)
+
+
+def run_cells(box, tmp_path, *sources, limits=sandbox.Limits(wall_s=30, cell_s=10)) -> sandbox.Result:
+    folder, run = box(tmp_path)
     program = {"out_dir": sandbox.OUT, "cell_timeout_s": limits.cell_s,
                "cells": [{"source": s} for s in sources]}
-    return sandbox.run(tmp_path, __import__("json").dumps(program).encode(), limits)
+    return run(folder, __import__("json").dumps(program).encode(), limits)
 
 
-def test_sandbox_runs_unprivileged_and_sees_no_course_files(tmp_path):
-    result = run_cells(tmp_path, "import os\nprint('UID', os.getuid(), os.getgid())\n"
+def test_sandbox_runs_unprivileged_and_sees_no_course_files(box, tmp_path):
+    result = run_cells(box, tmp_path, "import os\nprint('UID', os.getuid(), os.getgid())\n"
                        f"print('SEES', sorted(os.listdir({str(REPO)!r})))\n"
+                       "print('GRADING', sorted(os.listdir('/grading')), os.listdir('/grading/jobs') "
+                       "if os.path.isdir('/grading/jobs') else None)\n"
+                       "print('CAPS', open('/proc/self/status').read().split('CapEff:')[1].split()[0])\n"
                        "try:\n    import grader\nexcept ImportError:\n    print('NO GRADER')")
     assert result.returncode == 0, result.output_tail
     assert "UID 65534 65534" in result.output_tail
     assert "SEES ['.venv', 'tlutils']" in result.output_tail
     assert "NO GRADER" in result.output_tail
+    assert "CAPS 0000000000000000" in result.output_tail
+    assert "GRADING ['out', 'runner.py', 'work'] None" in result.output_tail \
+        or "GRADING ['forkserver.py', 'jobs', 'out', 'runner.py', 'work'] []" in result.output_tail  # jobs hidden
 
 
-def test_sandbox_limits_processes(tmp_path):
+def test_sandbox_limits_processes(box, tmp_path):
     limits = sandbox.Limits(wall_s=30, cell_s=10, processes=16)
-    result = run_cells(tmp_path, "import os\nn = 0\ntry:\n    while n < 100:\n        if os.fork() == 0:\n"
+    result = run_cells(box, tmp_path, "import os\nn = 0\ntry:\n    while n < 100:\n        if os.fork() == 0:\n"
                        "            import time; time.sleep(5); os._exit(0)\n        n += 1\n"
                        "except OSError as exc:\n    print('FORKS', n, type(exc).__name__)", limits=limits)
     assert "FORKS" in result.output_tail and int(result.output_tail.split("FORKS")[1].split()[0]) < 16
+
+
+def test_warm_sandbox_keeps_consecutive_submissions_apart(fork_server, tmp_path):
+    """What one child of the fork server leaves or does never reaches the next, nor the server."""
+    first = run_cells(lambda _: (fork_server.folder(), fork_server.run), tmp_path,
+                      "import os, ctypes\n"
+                      "for path in ('/tmp/left', '/dev/shm/left', 'left'):\n    open(path, 'w').write('x')\n"
+                      "libc = ctypes.CDLL(None, use_errno=True)\n"
+                      "print('UNHIDE', libc.umount2(b'/grading/jobs', 2))\n"  # the mount is locked
+                      "print('USERNS', libc.unshare(0x10000000 | 0x20000), libc.umount2(b'/grading/jobs', 2),"
+                      " os.listdir('/grading/jobs'))\n"
+                      "for pid in [p for p in os.listdir('/proc') if p.isdigit()]:\n"
+                      "    for name in ('mem', 'environ', 'fd'):\n"
+                      "        try:\n"
+                      "            os.listdir(f'/proc/{pid}/fd') if name == 'fd' else open(f'/proc/{pid}/{name}', 'rb').read(1)\n"
+                      "            print('READ', pid, name, open(f'/proc/{pid}/cmdline', 'rb').read()[:60])\n"
+                      "        except OSError:\n"
+                      "            pass\n"
+                      "print('ME', os.getpid(), os.getppid())\n"
+                      "os.kill(os.getppid(), 9)")
+    assert first.returncode == 0, first.output_tail
+    assert "UNHIDE -1" in first.output_tail and "USERNS 0 -1 []" in first.output_tail
+    readable = {line.split()[1] for line in first.output_tail.splitlines() if line.startswith("READ")}
+    assert len(readable) == 1, first.output_tail  # its own process only: not the server, nor its init
+    assert "ME 2 1" in first.output_tail  # below an init of its own, which ignores the kill
+    second = run_cells(lambda _: (fork_server.folder(), fork_server.run), tmp_path,
+                       "import os\nprint('SEES', [os.path.exists(p) for p in ('/tmp/left', '/dev/shm/left', 'left')])")
+    assert "SEES [False, False, False]" in second.output_tail, second.output_tail
 
 
 # -- the convention ---------------------------------------------------------------------------
