@@ -23,7 +23,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from grader import convention, coordinator, sandbox, warm
+from grader import convention, coordinator, grade, sandbox, warm
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -549,6 +549,21 @@ def test_convention_splits_a_hidden_test():
     assert (visible, shared, probe, check) == ("a = 1", "x = 2\n", "probe = {}\n", "assert True\n")
     with pytest.raises(convention.NotConverted):
         convention.split("### BEGIN HIDDEN TESTS\nassert f(1) == 2\n### END HIDDEN TESTS\n", "t")
+
+
+def test_a_warm_sandbox_preloads_what_the_instructor_code_imports(tmp_path):
+    make_course(tmp_path, {})
+    assert convention.load_assignment(tmp_path, "tiny").imports() == ("numpy",)
+
+
+def test_without_a_warm_sandbox_the_grade_comes_from_a_cold_one_with_the_reason(tmp_path, monkeypatch):
+    monkeypatch.setattr(warm, "_local", threading.local())  # no server from an earlier test
+    monkeypatch.setattr(warm.sandbox, "forkserver_command", lambda jobs, modules: ["/bin/false"])
+    make_course(tmp_path, {})
+    spec = convention.load_assignment(tmp_path, "tiny")
+    result = grade.grade(spec, {"tiny.ipynb": nbformat.writes(tiny_notebook()).encode()}, TINY_LIMITS)
+    assert result["sandbox"].startswith("cold: the fork server ended"), result["sandbox"]
+    assert score(result) == {"test_double": 3.0, "test_secret": 2.0}
 
 
 def test_unconverted_assignment_is_refused(tmp_path):
