@@ -193,5 +193,6 @@ def test_tune_returns_the_best_recipe_of_its_grid():
                                 augments=(False,))
     assert len(scores) == 2 and best == max(scores, key=scores.get)
     assert {r.lr for r in scores} == {1e-4, 3e-3} and {r.steps for r in scores} == {20}
+    assert {r.batch_size for r in scores} == {fewshot.RECIPES["linear probe"].batch_size}  # what the book trains with
 
 
