@@ -28,7 +28,7 @@ import pytest
 from nbgrader.api import Gradebook
 from traitlets.config.loader import PyFileConfigLoader
 
-from grader import convention
+from grader import convention, warm
 
 REPO = Path(__file__).resolve().parents[1]
 SOLUTIONS = REPO / "solutions"
@@ -57,6 +57,22 @@ def converted() -> list[str]:
             continue
         names.append(assignment)
     return names
+
+
+@functools.cache
+def warm_problem() -> str:
+    """'' when a warm sandbox (grader.warm) starts on this machine, else why not: where it starts,
+    every graded submission must have run in one."""
+    try:
+        warm.ForkServer(("numpy",)).close()
+    except warm.Broken as exc:
+        return str(exc)
+    return ""
+
+
+def sandboxes_used(results: Mapping[str, dict]) -> set[str]:
+    """'warm' or 'cold' for each result that reached a sandbox."""
+    return {r["sandbox"].split(":")[0] for r in results.values() if "sandbox" in r}
 
 
 def load_config():

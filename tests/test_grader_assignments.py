@@ -16,7 +16,7 @@ import pytest
 
 from grader import coordinator, sandbox
 from grading import (Course, assignments, bundles, cell_timeout, converted, read_notebooks,
-                     with_batch_timeout, wrong_answer_batch, wrong_answers)
+                     sandboxes_used, warm_problem, with_batch_timeout, wrong_answer_batch, wrong_answers)
 
 PATCHES = (  # every comparison a hidden test could make in the student's kernel, made to agree
     "import numpy as np, torch, torch.testing\n"
@@ -64,6 +64,7 @@ def full(summary) -> dict[str, float]:
 def test_every_submission_is_graded(graded):
     _, _, summary = graded
     assert summary.complete and summary.counts["graded"] == len(summary.results), summary.need_a_person
+    assert sandboxes_used(summary.results) == {"cold" if warm_problem() else "warm"}
 
 
 @pytest.mark.slow
