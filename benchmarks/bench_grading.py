@@ -12,8 +12,8 @@ blank release and the tests' bundles of declared wrong answers, as tests/test_gr
 builds them) twice, side by side on the same cores: `nbgrader autograde` (one submission after
 another) and the sandboxed grader (`--workers` dask workers, 2 by default, as on a 2-core
 machine). It prints submissions per minute for both, their ratio (issue 13's target: at least 2x)
-and the sandbox's own overhead per submission (the same runner and program with and without
-bubblewrap).
+and what the sandbox costs a submission: the same runner and program (`import torch`) as a plain
+process, in a cold sandbox and in a warm one (grader/warm.py).
 
     python benchmarks/bench_grading.py              # every assignment
     python benchmarks/bench_grading.py ps4_fine_tuning
@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from grader import coordinator, sandbox  # noqa: E402
+from grader import coordinator, sandbox, warm  # noqa: E402
 from grading import (Course, assignments, converted, graded_cells, read_notebooks,  # noqa: E402
                      wrong_answer_batch)
 
@@ -90,25 +90,30 @@ def time_batches(names: list[str], workers: int) -> tuple[int, float, float]:
     return count, nbgrader_s, grader_s
 
 
-def sandbox_overhead(repeats: int = 5) -> float:
-    """Median seconds that bubblewrap adds to one run of the runner (a program importing torch)."""
+def sandbox_cost(repeats: int = 5) -> tuple[float, float, float]:
+    """Median seconds of one run of the runner on a program that imports torch: as a plain
+    process, in a cold sandbox (bubblewrap, then a fresh interpreter) and in a warm one (a child
+    forked from a fork server that has imported torch)."""
     program = {"cell_timeout_s": 60, "cells": [{"source": "import torch", "grade_id": None}]}
-    plain, boxed = [], []
-    for _ in range(repeats):
-        with tempfile.TemporaryDirectory() as bare, tempfile.TemporaryDirectory() as boxed_root:
-            work, out = Path(bare), Path(bare)
-            start = time.perf_counter()
-            subprocess.run([sys.executable, "-I", str(sandbox.RUNNER)], cwd=work, check=True,
-                           input=json.dumps({**program, "out_dir": str(out)}).encode(),
-                           stdout=subprocess.DEVNULL)
-            plain.append(time.perf_counter() - start)
-            sandbox.prepare(Path(boxed_root))
-            result = sandbox.run(Path(boxed_root), json.dumps({**program, "out_dir": sandbox.OUT}).encode(),
-                                 sandbox.Limits())
-            if result.returncode != 0:
-                raise RuntimeError(f"the sandboxed runner failed: {result.output_tail}")
-            boxed.append(result.seconds)
-    return statistics.median(boxed) - statistics.median(plain)
+    boxed = json.dumps({**program, "out_dir": sandbox.OUT}).encode()
+    plain, cold, hot = [], [], []
+    server = warm.ForkServer(("torch",))
+    try:
+        for _ in range(repeats):
+            with tempfile.TemporaryDirectory() as bare, tempfile.TemporaryDirectory() as cold_root:
+                start = time.perf_counter()
+                subprocess.run([sys.executable, "-I", str(sandbox.RUNNER)], cwd=bare, check=True,
+                               input=json.dumps({**program, "out_dir": bare}).encode(), stdout=subprocess.DEVNULL)
+                plain.append(time.perf_counter() - start)
+                sandbox.prepare(Path(cold_root))
+                for times, folder, run in ((cold, Path(cold_root), sandbox.run), (hot, server.folder(), server.run)):
+                    result = run(folder, boxed, sandbox.Limits())
+                    if result.returncode != 0:
+                        raise RuntimeError(f"the sandboxed runner failed: {result.output_tail}")
+                    times.append(result.seconds)
+    finally:
+        server.close()
+    return statistics.median(plain), statistics.median(cold), statistics.median(hot)
 
 
 def batch(names: list[str], workers: int) -> None:
@@ -119,7 +124,9 @@ def batch(names: list[str], workers: int) -> None:
     print(f"{count} submissions: nbgrader autograde {nbgrader_s:.0f} s ({per_min[0]:.1f}/min), "
           f"sandboxed grader {grader_s:.0f} s ({per_min[1]:.1f}/min): ratio {per_min[1] / per_min[0]:.2f}x "
           "(target at least 2x)")
-    print(f"sandbox overhead per submission (bubblewrap, median of 5): {sandbox_overhead():.2f} s")
+    plain, cold, hot = sandbox_cost()
+    print(f"one submission that imports torch (median of 5): plain process {plain:.2f} s, cold sandbox "
+          f"{cold:.2f} s (bubblewrap adds {cold - plain:.2f} s), warm sandbox {hot:.2f} s")
 
 
 def main(argv=None) -> None:
