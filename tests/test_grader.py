@@ -2,8 +2,9 @@
 student's process, one sandbox per submission, a resumable coordinator, dask as the engine.
 
 Most cases grade a tiny two-test assignment written here (`tiny`: NumPy only, so a sandboxed run
-costs about a second) in one batch of misbehaving students, graded once per module;
-tests/test_grader_assignments.py grades the course's converted problem sets for real.
+costs a fraction of a second) in one batch of misbehaving students, graded once per module, in
+warm sandboxes; the sandbox's own tests run both cold and warm. tests/test_grader_assignments.py
+grades the course's converted problem sets for real.
 """
 from __future__ import annotations
 
