@@ -45,10 +45,13 @@ class ForkServer:
             self.proc = subprocess.Popen(sandbox.forkserver_command(self.jobs, modules), stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=log, start_new_session=True)
         self.buffer = b""
-        hello = self._receive(START_S)
-        if not hello.get("ready"):
+        try:
+            hello = self._receive(START_S)
+            if not hello.get("ready"):
+                raise Broken(hello.get("problem") or "the fork server did not start")
+        except (Broken, ValueError) as exc:
             self.close()
-            raise Broken(hello.get("problem") or "the fork server did not start")
+            raise Broken(str(exc)) from exc
         self.pid = _leaf(self.proc.pid)
 
     def folder(self) -> Path:
@@ -73,8 +76,10 @@ class ForkServer:
                     cgroup.add(child)
                 self._send({"go": True})
 
-                def wait(seconds: float | None) -> int | None:
-                    reply = self._receive(REPLY_S if seconds is None else seconds, "status", missing_ok=seconds is not None)
+                def wait(seconds: float | None) -> int | None:  # None: until the status comes
+                    if seconds is None:
+                        return self._receive(REPLY_S, "status")["status"]
+                    reply = self._receive(seconds, "status", missing_ok=True)
                     return None if reply is None else reply["status"]
 
                 def kill() -> None:  # the child; the kernel ends the rest of its namespace
@@ -83,6 +88,9 @@ class ForkServer:
                 return sandbox.watch(wait, kill, folder, limits, cgroup, start)
             finally:
                 os.close(pidfd)
+        except Broken:  # out of step with it: never reuse it
+            self.close()
+            raise
         except (OSError, ValueError, KeyError) as exc:
             self.close()
             raise Broken(f"the fork server failed ({exc!r})") from exc

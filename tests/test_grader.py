@@ -532,6 +532,21 @@ def test_warm_sandbox_keeps_consecutive_submissions_apart(fork_server, tmp_path)
     assert "SEES [False, False, False]" in second.output_tail, second.output_tail
 
 
+def test_a_fork_server_that_dies_mid_run_is_never_reused(tmp_path, monkeypatch):
+    monkeypatch.setattr(warm, "_local", threading.local())
+    server = warm.server_for(("numpy",))
+    if server is None:
+        pytest.skip(f"no warm sandbox on this machine: {warm.last_problem()}")
+    folder = server.folder()
+    threading.Timer(1.0, os.kill, (server.pid, signal.SIGKILL)).start()
+    with pytest.raises(warm.Broken, match="ended"):
+        run_cells(lambda _: (folder, server.run), tmp_path, "import time\ntime.sleep(20)")
+    assert server.proc.poll() is not None and not server.jobs.exists()  # stopped and cleaned up
+    fresh = warm.server_for(("numpy",))
+    assert fresh is not server and fresh.proc.poll() is None
+    fresh.close()
+
+
 # -- the convention ---------------------------------------------------------------------------
 
 def test_convention_splits_a_hidden_test():
