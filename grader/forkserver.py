@@ -26,6 +26,7 @@ import importlib
 import importlib.util
 import json
 import os
+import re
 import resource
 import select
 import shutil
@@ -36,6 +37,7 @@ JOBS, WORK, OUT, RUNNER = "/grading/jobs", "/grading/work", "/grading/out", "/gr
 NEWNS, NEWUTS, NEWIPC = 0x00020000, 0x04000000, 0x08000000
 NEWUSER, NEWPID, NEWNET = 0x10000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 4096, 16384, 1 << 18
+MNT_DETACH = 2
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 4, 24, 38
 CAP_VERSION_3 = 0x20080522
 
@@ -87,11 +89,40 @@ def private_tmpfs(target: str, size: int) -> None:
     _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777")
 
 
+def mounts_below(folder: str) -> list[str]:
+    """The outermost mount points below `folder` in this mount namespace (/proc/self/mountinfo's
+    fifth field, octal escapes undone)."""
+    points = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+            if point.startswith(folder + "/") and not any(point.startswith(p + "/") for p in points):
+                points.append(point)
+    return points
+
+
+def private_tmp(disk_bytes: int) -> None:
+    """A fresh tmpfs on /tmp that still shows what the server's /tmp had mounted below it (a
+    Python environment or course that lives under /tmp): each such mount is bound aside onto a
+    scratch tmpfs, the new /tmp goes on, and the mount is bound back to its place in it."""
+    carried = mounts_below("/tmp")
+    private_tmpfs(WORK, 1 << 20)  # the scratch, replaced by the work folder's own tmpfs below
+    for i, point in enumerate(carried):
+        os.mkdir(f"{WORK}/{i}")
+        _mount(point, f"{WORK}/{i}", None, MS_BIND | MS_REC)
+    private_tmpfs("/tmp", disk_bytes)
+    for i, point in enumerate(carried):
+        os.makedirs(point, exist_ok=True)
+        _mount(f"{WORK}/{i}", point, None, MS_BIND | MS_REC)
+    _check(libc.umount2(WORK.encode(), MNT_DETACH), "umount scratch")
+
+
 def prepare_job(job: str, disk_bytes: int) -> tuple[dict, int]:
     """C's set-up, in its new namespaces: private tmpfs folders, the submission copied in, the
     output folder bound, the program read, the jobs folder hidden; (program, output.txt's fd)."""
     folder = os.path.join(JOBS, job)
-    for target in (WORK, "/tmp", "/dev/shm"):
+    private_tmp(disk_bytes)
+    for target in (WORK, "/dev/shm"):
         private_tmpfs(target, disk_bytes)
     for name in os.listdir(os.path.join(folder, "work")):
         shutil.copyfile(os.path.join(folder, "work", name), os.path.join(WORK, name), follow_symlinks=False)
