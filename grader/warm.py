@@ -25,6 +25,7 @@ from pathlib import Path
 
 from grader import sandbox
 
+PREFIX = "tlgrader-warm-"   # + the owning process's PID: tlgrader-warm-<pid>-<random>
 START_S = 300.0   # the imports, on a loaded machine
 REPLY_S = 30.0    # a fork, or the status after a kill
 
@@ -38,7 +39,8 @@ class ForkServer:
 
     def __init__(self, modules: tuple[str, ...]):
         self.modules = modules
-        self.jobs = Path(tempfile.mkdtemp(prefix="tlgrader-warm-"))
+        _remove_stale_folders()
+        self.jobs = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
         self.log = self.jobs.with_suffix(".log")
         sandbox.give_to_sandbox(self.jobs)
         with open(self.log, "wb") as log:
@@ -129,6 +131,18 @@ class ForkServer:
         self.proc.wait()
         shutil.rmtree(self.jobs, ignore_errors=True)
         self.log.unlink(missing_ok=True)
+
+
+def _remove_stale_folders() -> None:
+    """Delete the jobs folders and logs of servers whose grading process has ended without
+    closing them (a worker that was killed skips `atexit`)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
+        owner = path.name[len(PREFIX):].split("-")[0]
+        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def _children(pid: int) -> list[int]:

@@ -16,6 +16,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -464,13 +465,17 @@ def cold(tmp_path: Path):
     return tmp_path, sandbox.run
 
 
+def warm_box(server: warm.ForkServer):
+    """A `box` that runs in `server`: a fresh job folder of its own, and its run function."""
+    return lambda _: (server.folder(), server.run)
+
+
 @pytest.fixture(params=["cold", "warm"])
 def box(request):
     """Where `run_cells` runs: `box(tmp_path)` -> (a prepared job folder, its run function)."""
     if request.param == "cold":
         return cold
-    server = request.getfixturevalue("fork_server")
-    return lambda _: (server.folder(), server.run)
+    return warm_box(request.getfixturevalue("fork_server"))
 
 
 def run_cells(box, tmp_path, *sources, limits=sandbox.Limits(wall_s=30, cell_s=10)) -> sandbox.Result:
@@ -506,7 +511,7 @@ def test_sandbox_limits_processes(box, tmp_path):
 
 def test_warm_sandbox_keeps_consecutive_submissions_apart(fork_server, tmp_path):
     """What one child of the fork server leaves or does never reaches the next, nor the server."""
-    first = run_cells(lambda _: (fork_server.folder(), fork_server.run), tmp_path,
+    first = run_cells(warm_box(fork_server), tmp_path,
                       "import os, ctypes\n"
                       "for path in ('/tmp/left', '/dev/shm/left', 'left'):\n    open(path, 'w').write('x')\n"
                       "libc = ctypes.CDLL(None, use_errno=True)\n"
@@ -527,7 +532,7 @@ def test_warm_sandbox_keeps_consecutive_submissions_apart(fork_server, tmp_path)
     readable = {line.split()[1] for line in first.output_tail.splitlines() if line.startswith("READ")}
     assert len(readable) == 1, first.output_tail  # its own process only: not the server, nor its init
     assert "ME 2 1" in first.output_tail  # below an init of its own, which ignores the kill
-    second = run_cells(lambda _: (fork_server.folder(), fork_server.run), tmp_path,
+    second = run_cells(warm_box(fork_server), tmp_path,
                        "import os\nprint('SEES', [os.path.exists(p) for p in ('/tmp/left', '/dev/shm/left', 'left')])")
     assert "SEES [False, False, False]" in second.output_tail, second.output_tail
 
@@ -545,6 +550,21 @@ def test_a_fork_server_that_dies_mid_run_is_never_reused(tmp_path, monkeypatch):
     fresh = warm.server_for(("numpy",))
     assert fresh is not server and fresh.proc.poll() is None
     fresh.close()
+
+
+def test_a_new_fork_server_removes_what_killed_workers_left(tmp_path, monkeypatch):
+    """A worker killed without `atexit` leaves its server's folder and log; the next server started
+    on the machine deletes them, and leaves those of live processes alone."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    stale, live = (tmp_path / f"{warm.PREFIX}{pid}-abc" for pid in (ended.pid, os.getpid()))
+    for folder in (stale, live):
+        (folder / "job-x").mkdir(parents=True)
+        folder.with_suffix(".log").write_text("log")
+    warm._remove_stale_folders()
+    assert not stale.exists() and not stale.with_suffix(".log").exists()
+    assert live.exists() and live.with_suffix(".log").exists()
 
 
 # -- the convention ---------------------------------------------------------------------------
