@@ -36,6 +36,40 @@ WRONG_ANSWERS = [
                                 "model.classifier = nn.Linear(model.feature_dim, num_classes)")},
         loses=set(),
     ),
+    WrongAnswer(  # one backbone for every model: fine-tuning one model changes all the others
+        "head_shares_one_backbone",
+        {"new_head_model": (
+            "PRETRAINED = tlutils.load_pretrained()\n\n\n"
+            "def new_head_model(num_classes):\n"
+            "    model = tlutils.SmallCNN(num_classes=num_classes)\n"
+            "    model.features = PRETRAINED.features\n"
+            "    return model\n"
+        )},
+        loses={"test_new_head_model_hidden"},
+    ),
+    WrongAnswer(  # copies the backbone's parameters but not its BatchNorm statistics
+        "head_backbone_parameters_only",
+        {"new_head_model": (
+            "def new_head_model(num_classes):\n"
+            "    pretrained = tlutils.load_pretrained()\n"
+            "    model = tlutils.SmallCNN(num_classes=num_classes)\n"
+            "    with torch.no_grad():\n"
+            "        for new, old in zip(model.features.parameters(), pretrained.features.parameters()):\n"
+            "            new.copy_(old)\n"
+            "    return model\n"
+        )},
+        loses={"test_new_head_model_hidden"},
+    ),
+    WrongAnswer(  # a correct answer written differently: a new model, the backbone's state loaded into it
+        "head_loads_backbone_state",
+        {"new_head_model": (
+            "def new_head_model(num_classes):\n"
+            "    model = tlutils.SmallCNN(num_classes=num_classes)\n"
+            "    model.features.load_state_dict(tlutils.load_pretrained().features.state_dict())\n"
+            "    return model\n"
+        )},
+        loses=set(),
+    ),
     WrongAnswer(  # builds an autograd graph: the visible test sees requires_grad
         "extract_with_gradients",
         {"extract": swap(EXTRACT, "        with torch.no_grad():\n            return model.features(images)",
@@ -56,6 +90,41 @@ WRONG_ANSWERS = [
             "        return model.features(images)\n"
         )},
         loses={"test_extract_hidden"},
+    ),
+    WrongAnswer(  # builds the autograd graph and detaches the result: no requires_grad left to see
+        "extract_detach",
+        {"extract": swap(EXTRACT, "        with torch.no_grad():\n            return model.features(images)",
+                         "        return model.features(images).detach()")},
+        loses={"test_extract_hidden"},
+    ),
+    WrongAnswer(  # "without gradients" as requires_grad=False: the model can no longer be trained
+        "extract_freezes_parameters",
+        {"extract": swap(EXTRACT, "    model.eval()\n",
+                         "    model.eval()\n    for p in model.parameters():\n        p.requires_grad_(False)\n")},
+        loses={"test_extract_hidden"},
+    ),
+    WrongAnswer(  # switches gradients off for the whole program, not for this call
+        "extract_grad_off_globally",
+        {"extract": swap(EXTRACT, "        with torch.no_grad():\n            return model.features(images)",
+                         "        torch.set_grad_enabled(False)\n        return model.features(images)")},
+        loses={"test_extract_hidden"},
+    ),
+    WrongAnswer(  # a correct answer written differently: no graph, as every parameter is frozen meanwhile
+        "extract_freezes_then_restores",
+        {"extract": (
+            "def extract(model, images):\n"
+            "    was_training = model.training\n"
+            "    flags = [p.requires_grad for p in model.parameters()]\n"
+            "    model.eval()\n"
+            "    for p in model.parameters():\n"
+            "        p.requires_grad_(False)\n"
+            "    feats = model.features(images)\n"
+            "    for p, flag in zip(model.parameters(), flags):\n"
+            "        p.requires_grad_(flag)\n"
+            "    model.train(was_training)\n"
+            "    return feats\n"
+        )},
+        loses=set(),
     ),
     WrongAnswer(  # a correct answer written differently: inference mode instead of no_grad
         "extract_inference_mode",
@@ -91,6 +160,11 @@ WRONG_ANSWERS = [
             "    return float(knn.score(test_feats, test_labels))\n"
         )},
         loses={"test_nearest_neighbour_accuracy_hidden"},
+    ),
+    WrongAnswer(  # a correct answer written differently: a one-element tensor, not a Python float
+        "nn_returns_tensor",
+        {"nearest_neighbour_accuracy": swap(NN, ".float().mean().item()", ".float().mean()")},
+        loses=set(),
     ),
     WrongAnswer(  # a correct answer written differently: squared distances by broadcasting
         "nn_squared_distances",

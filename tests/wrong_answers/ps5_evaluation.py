@@ -3,7 +3,8 @@
 Per part, one mistake the visible test already catches and at least one only the hidden test
 catches (so the hidden tests are shown to be needed), plus a correct answer written differently
 (it must keep every point). The (b) hidden test calls the student's function with a correct
-confusion matrix, so a mistake in (a) costs nothing in (b).
+confusion matrix, so a mistake in (a) costs nothing there; (b)'s visible test uses the student's
+own confusion matrix, so an (a) mistake that shows on its small example loses it too.
 """
 from grading import WrongAnswer, solution_source, swap
 
@@ -26,6 +27,17 @@ WRONG_ANSWERS = [
                                   "    num_classes = int(max(y_true.max(), y_pred.max())) + 1\n"
                                   "    cm = np.zeros(")},
         loses={"test_confusion_matrix_hidden"},
+    ),
+    WrongAnswer(  # fancy-index += does not accumulate repeated (true, predicted) pairs; (b)'s visible
+        "cm_fancy_index_increment",  # test uses this confusion matrix and loses too
+        {"confusion_matrix": swap(CM, "np.add.at(cm, (y_true, y_pred), 1)", "cm[y_true, y_pred] += 1")},
+        loses={"test_confusion_matrix_hidden", "test_macro_micro_f1"},
+    ),
+    WrongAnswer(  # np.zeros without a dtype: float counts, where the task asks for an integer array
+        "cm_float_counts",
+        {"confusion_matrix": swap(CM, "np.zeros((num_classes, num_classes), dtype=np.int64)",
+                                  "np.zeros((num_classes, num_classes))")},
+        loses={"test_confusion_matrix"},
     ),
     WrongAnswer(  # a correct answer written differently: one cell number per (true, predicted) pair
         "cm_bincount_right",
@@ -57,6 +69,18 @@ WRONG_ANSWERS = [
                                 "    return float(2 * p * r / (p + r)) if p + r > 0 else 0.0, float(micro)")},
         loses={"test_macro_micro_f1_hidden"},
     ),
+    WrongAnswer(  # a correct answer written differently: 0/0 = nan (RuntimeWarnings), then nan -> 0
+        "f1_nan_to_num",
+        {"macro_micro_f1": swap(F1, "f1 = np.divide(2 * tp, den, out=np.zeros_like(tp), where=den > 0)",
+                                "f1 = np.nan_to_num(2 * tp / den)")},
+        loses=set(),
+    ),
+    WrongAnswer(  # a correct answer written differently: micro F1 as the accuracy it equals
+        "f1_micro_as_accuracy",
+        {"macro_micro_f1": swap(F1, "return float(f1.mean()), float(micro)",
+                                "return float(f1.mean()), float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))")},
+        loses=set(),
+    ),
     WrongAnswer(  # the "rest" is the whole pool: it overlaps the labelled examples (leakage)
         "split_rest_overlaps",
         {"few_shot_split": swap(SPLIT, "rest_idx = np.setdiff1d(np.arange(len(labels)), train_idx)",
@@ -74,6 +98,18 @@ WRONG_ANSWERS = [
                                 "np.random.choice(members, size=k, replace=False)")},
         loses={"test_few_shot_split", "test_few_shot_split_hidden"},
     ),
+    WrongAnswer(  # rng.choice draws with replacement by default: repeated indices, fewer than k distinct
+        "split_choice_with_replacement",
+        {"few_shot_split": swap(SPLIT, "rng.choice(members, size=k, replace=False)", "rng.choice(members, size=k)")},
+        loses={"test_few_shot_split_hidden"},
+    ),
+    WrongAnswer(  # reproducible, but by reseeding NumPy's global generator: the caller's random state is reset
+        "split_seeds_global_state",
+        {"few_shot_split": swap(swap(SPLIT, "rng = np.random.default_rng(seed)", "np.random.seed(seed)"),
+                                "rng.choice(members, size=k, replace=False)",
+                                "np.random.choice(members, size=k, replace=False)")},
+        loses={"test_few_shot_split_hidden"},
+    ),
     WrongAnswer(  # resampling without replacement: every resample is the test set again
         "boot_without_replacement",
         {"bootstrap_interval": swap(
@@ -87,6 +123,23 @@ WRONG_ANSWERS = [
             BOOT, "low, high = np.quantile(accuracies, [alpha / 2, 1 - alpha / 2])",
             "low, high = accuracies.mean() - accuracies.std(), accuracies.mean() + accuracies.std()")},
         loses={"test_bootstrap_interval_hidden"},
+    ),
+    WrongAnswer(  # the alpha and 1 - alpha quantiles: a 90% interval for alpha = 0.05
+        "boot_alpha_not_halved",
+        {"bootstrap_interval": swap(BOOT, "[alpha / 2, 1 - alpha / 2]", "[alpha, 1 - alpha]")},
+        loses={"test_bootstrap_interval_hidden"},
+    ),
+    WrongAnswer(  # off by one: integers' upper bound is exclusive already, the last example is never drawn
+        "boot_never_draws_the_last",
+        {"bootstrap_interval": swap(BOOT, "rng.integers(0, len(correct), ", "rng.integers(0, len(correct) - 1, ")},
+        loses={"test_bootstrap_interval_hidden"},
+    ),
+    WrongAnswer(  # a correct answer written differently: returns np.quantile's array of two numbers
+        "boot_returns_array",
+        {"bootstrap_interval": swap(
+            BOOT, "    low, high = np.quantile(accuracies, [alpha / 2, 1 - alpha / 2])\n    return float(low), float(high)",
+            "    return np.quantile(accuracies, [alpha / 2, 1 - alpha / 2])")},
+        loses=set(),
     ),
     WrongAnswer(  # always the 95% interval, whatever alpha asks for
         "boot_ignores_alpha",

@@ -137,6 +137,16 @@ WRONG_ANSWERS = [
                                  "    tlutils.freeze_batch_norm(model)\n    trainable = [")},
         loses={"test_freeze_backbone_hidden"},
     ),
+    WrongAnswer(  # "weight decay moves the frozen weights", so none at all: the task asks for 0.01
+        "optimizer_without_weight_decay",
+        {"freeze_backbone": swap(FREEZE, "weight_decay=0.01", "weight_decay=0.0")},
+        loses={"test_freeze_backbone_hidden"},
+    ),
+    WrongAnswer(  # tlutils.freeze given the backbone module itself: a correct repair
+        "freezes_the_features_module",
+        {"freeze_backbone": swap(FREEZE, 'tlutils.freeze(model, ["features"])', "tlutils.freeze(model.features)")},
+        loses=set(),
+    ),
     WrongAnswer(  # freezing by hand, BatchNorm pinned to eval mode as chapter 3 shows: correct
         "freezes_by_hand",
         {"freeze_backbone": (
@@ -193,6 +203,42 @@ WRONG_ANSWERS = [
                                             " prediction depends on its own image only\n", "")},
         loses={"test_fine_tune_and_score", "test_fine_tune_and_score_hidden"},
     ),
+    WrongAnswer(  # early stopping on the test split: scores after every step, keeps the best checkpoint
+        "keeps_the_best_test_checkpoint",
+        {"fine_tune_and_score": (
+            "def fine_tune_and_score(model, pool, test_set, k, seed=0, steps=30):\n"
+            "    def score():\n"
+            "        model.eval()\n"
+            "        correct = 0\n"
+            "        with torch.no_grad():\n"
+            "            for images, labels in tlutils.TensorLoader(test_set, batch_size=256):\n"
+            "                correct += (model(images).argmax(1) == labels).sum().item()\n"
+            "        return correct / len(test_set)\n"
+            "\n"
+            "    tlutils.set_seed(seed)\n"
+            "    labelled = tlutils.few_shot_subset(pool, k, seed)\n"
+            "    loader = tlutils.TensorLoader(labelled, batch_size=32, shuffle=True, seed=seed)\n"
+            "    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)\n"
+            "    best, best_state = -1.0, None\n"
+            "    step = 0\n"
+            "    while step < steps:\n"
+            "        for images, labels in loader:\n"
+            "            model.train()\n"
+            "            loss = F.cross_entropy(model(images), labels)\n"
+            "            optimizer.zero_grad()\n"
+            "            loss.backward()\n"
+            "            optimizer.step()\n"
+            "            step += 1\n"
+            "            accuracy = score()\n"
+            "            if accuracy > best:\n"
+            "                best, best_state = accuracy, copy.deepcopy(model.state_dict())\n"
+            "            if step == steps:\n"
+            "                break\n"
+            "    model.load_state_dict(best_state)\n"
+            "    return best\n"
+        )},
+        loses={"test_fine_tune_and_score_hidden"},
+    ),
     # (e) classification_loss --------------------------------------------------------------------
     WrongAnswer(  # keeps seed 004's sigmoid + BCE and one-hot encodes the labels to make it run
         "one_hot_binary_cross_entropy",
@@ -219,6 +265,12 @@ WRONG_ANSWERS = [
         {"classification_loss": swap(LOSS, "F.cross_entropy(logits, labels)",
                                      'F.cross_entropy(logits, labels, reduction="sum")')},
         loses={"test_classification_loss", "test_classification_loss_hidden"},
+    ),
+    WrongAnswer(  # label smoothing: the same log(10) on the visible test's equal logits, wrong elsewhere
+        "label_smoothing",
+        {"classification_loss": swap(LOSS, "F.cross_entropy(logits, labels)",
+                                     "F.cross_entropy(logits, labels, label_smoothing=0.1)")},
+        loses={"test_classification_loss_hidden"},
     ),
     WrongAnswer(  # log_softmax and gather: the same loss, written out
         "log_softmax_gather",
