@@ -2,10 +2,14 @@
 
 Both paths fine-tune the same ImageNet network (EfficientNet-Lite0, `tlutils.load_pretrained`) on
 the same JPEG photos with the same preprocessing (the weights' `transforms()`), batch size,
-optimizer (SGD with momentum 0.9, as the tutorial) and seed, in one process: epochs of fine-tuning,
-then passes of feature extraction (the network below its classifier), alternating the two paths,
-then epochs of training a new head on the frozen network (the tutorial's "ConvNet as fixed feature
-extractor"), where tlutils runs the frozen part once and caches its outputs (`tlutils.cached`).
+optimizer (SGD with momentum 0.9, as the tutorial) and seed, in one process: epochs of fine-tuning
+the whole network, then passes of feature extraction (the network below its classifier),
+alternating the two paths; then epochs of fine-tuning only the top (blocks.6 up, as section 8.1
+does) and of training a new head on the frozen network (the tutorial's "ConvNet as fixed feature
+extractor"), the rest frozen, where tlutils runs the frozen bottom once and caches its outputs
+(`tlutils.cached`). Each row prints its speed-up and whether it meets the target: where the
+whole network trains, the network's own arithmetic is most of an epoch on both paths, so the
+input pipeline and memory format alone cannot make it 3x faster.
 - tlutils: `load_image_folder` decodes and preprocesses every photo once into one tensor, the model
   is channels-last (`to_device`), `TensorLoader` batches by indexing, `train_one_epoch` and
   `extract_features` run the loops.
@@ -24,7 +28,6 @@ temporary folder. `--folder` times your own folder instead (e.g. hymenoptera_dat
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import random
 import tempfile
@@ -133,32 +136,38 @@ def time_both_paths(photos, folder_dataset, args) -> dict[str, tuple[list, list]
     for _ in range(args.epochs):
         times["features"][0].append(timed(lambda: tutorial_features(their_backbone, their_features)))
         times["features"][1].append(timed(lambda: tlutils.extract_features(our_backbone, our_features)))
-    times["frozen"] = time_frozen_backbone(photos, their_train, our_backbone, criterion, args)
+    for task, cut in (("top", "blocks.6"), ("frozen", "classifier")):
+        times[task] = time_cached_bottom(photos, their_train, cut, criterion, args)
     times["loading"] = ([timed(lambda: [None for _ in their_features])], [])
     return times
 
 
-def time_frozen_backbone(photos, their_train, our_backbone, criterion, args) -> tuple[list, list]:
-    """Epochs of training a new head on a frozen backbone (the tutorial's "ConvNet as fixed
-    feature extractor"): the tutorial runs the whole network forward in every epoch; tlutils runs
-    the frozen backbone once (`tlutils.cached.cached_outputs`, timed in its first epoch) and trains
-    the head on the cached features."""
+def time_cached_bottom(photos, their_train, cut: str, criterion, args) -> tuple[list, list]:
+    """Epochs of training only the layers from `cut` up, the rest frozen with BatchNorm in eval
+    mode: "classifier" is the tutorial's "ConvNet as fixed feature extractor" (a new head on the
+    frozen network), "blocks.6" what section 8.1 fine-tunes. The tutorial's way runs the whole
+    network forward in every epoch; tlutils runs the frozen bottom once (`cached_outputs`, timed
+    in its first epoch) and trains the top on its cached outputs. Both train the same parameters
+    from the same values, with the same optimizer."""
     from tlutils.cached import cached_outputs
 
     batch = photos.tensors[0][:args.batch_size]
-    theirs, _ = model_and_optimizer(len(photos.classes), args.seed, batch, channels_last=False)
-    theirs.requires_grad_(False)
-    tlutils.get_classifier(theirs).requires_grad_(True)
-    their_opt = torch.optim.SGD(tlutils.get_classifier(theirs).parameters(), lr=1e-3, momentum=0.9)
-    head = copy.deepcopy(tlutils.get_classifier(theirs))
-    our_opt = torch.optim.SGD(head.parameters(), lr=1e-3, momentum=0.9)
+    models = [model_and_optimizer(len(photos.classes), args.seed, batch, channels_last=cl)[0]
+              for cl in (False, True)]
+    theirs, (bottom, top) = models[0], tlutils.split_model(models[1], cut)
+    tlutils.freeze(theirs)
+    tlutils.unfreeze(theirs, list(tlutils.split_model(theirs, cut)[1]))
+    for model in (theirs, top):
+        tlutils.freeze_batch_norm(model)
+    their_opt, our_opt = (torch.optim.SGD(tlutils.trainable_parameters(m), lr=1e-3, momentum=0.9)
+                          for m in (theirs, top))
     times = ([], [])
     for epoch in range(args.epochs):
         times[0].append(timed(lambda: tutorial_epoch(theirs, criterion, their_opt, their_train)))
         start = time.perf_counter()
         if epoch == 0:
-            cache = cached_outputs(our_backbone, photos)
-        tlutils.train_one_epoch(head, criterion, our_opt, tlutils.TensorLoader(
+            cache = cached_outputs(bottom, photos)
+        tlutils.train_one_epoch(top, criterion, our_opt, tlutils.TensorLoader(
             cache, args.batch_size, shuffle=True, seed=args.seed + epoch), progress=False)
         times[1].append(time.perf_counter() - start)
     return times
@@ -171,21 +180,20 @@ def print_report(times: dict, decode: float, epochs: int) -> None:
           f"tutorial's DataLoader alone takes {loading:.2f} s a pass ({100 * loading / last_epoch:.0f}% "
           f"of its last epoch: the rest is the model, in the default memory format)")
     print(f"  {'':<72}{'tutorial':>10}{'tlutils':>10}{'speed-up':>10}")
-    ratios = []
-    for task, label in (("train", "fine-tuning epoch"), ("features", "feature-extraction pass"),
-                        ("frozen", "frozen-backbone epoch (new head only)")):
+    met, missed = [], []
+    for task, label in (("train", "epoch, whole network trained"), ("features", "feature-extraction pass"),
+                        ("top", "epoch, blocks.6 up trained (8.1)"), ("frozen", "epoch, new head only")):
         theirs, ours = times[task]
-        rows = [(f"first {label}, tlutils incl. decode" + (" and cache" if task == "frozen" else ""),
+        rows = [(f"first {label}", ", tlutils incl. decode" + (" and cache" if task in ("top", "frozen") else ""),
                  theirs[0], decode + ours[0])]
         if epochs > 1:
-            rows.append((f"later {label} (mean of {epochs - 1})",
+            rows.append((f"later {label}", f" (mean of {epochs - 1})",
                          sum(theirs[1:]) / (epochs - 1), sum(ours[1:]) / (epochs - 1)))
-        for name, a, b in rows:
-            ratios.append(a / b)
-            print(f"  {name:<72}{a:9.2f}s{b:9.2f}s{a / b:9.2f}x")
-    verdict = "met" if min(ratios) >= TARGET else "NOT met"
-    print(f"  target: at least {TARGET:.0f}x on a CPU: {verdict} (speed-ups {min(ratios):.2f}x to "
-          f"{max(ratios):.2f}x)")
+        for name, note, a, b in rows:
+            (met if a / b >= TARGET else missed).append(f"{name} ({a / b:.2f}x)")
+            print(f"  {name + note:<72}{a:9.2f}s{b:9.2f}s{a / b:9.2f}x")
+    print(f"  target, at least {TARGET:.0f}x on a CPU: met by {'; '.join(met) or 'none'}")
+    print(f"  not met by {'; '.join(missed) or 'none'}")
 
 
 def compare(folder: Path, args) -> None:
