@@ -7,8 +7,8 @@ split), 3 seeds; the trainings run in one single-thread process per core.
 
 It prints every score and, for each method and k, its choice (the fewest steps within half a
 point of the best score); section 8.1 uses those settings. At k = 10 scratch's best lies at the
-most steps tried (1,200, over a minute of CPU per training): too slow for the section's budget, so
-the section trains scratch at k = 1 only, and says so.
+most steps tried (1,200, about half a minute of CPU per training): too slow for the section's
+budget, so the section trains scratch at k = 1 only, and says so.
 """
 from __future__ import annotations
 
