@@ -5,7 +5,7 @@ Per part, one mistake the visible test already catches and one only the hidden t
 (it must keep every point: nbgrader_config.py filters warnings out of stderr). Parts (b) and (g),
 the two softmax gradients, also declare the shortcuts their hidden tests must refuse (autograd,
 backward or forward mode; a forbidden softmax) and correct answers written differently, which
-must keep every point.
+must keep every point; part (c) declares the autograd shortcuts its hidden test must refuse too.
 """
 from grading import WrongAnswer, solution_source, swap
 
@@ -26,6 +26,12 @@ WRONG_ANSWERS = [
     WrongAnswer(  # exp overflows to inf for large logits: right on small inputs only
         "ce_without_max_shift",
         {"cross_entropy": swap(CE, "logits - logits.max(dim=1, keepdim=True).values", "logits")},
+        loses={"test_cross_entropy_hidden"},
+    ),
+    WrongAnswer(  # picks each label's column for every row, an (N, N) matrix, not one entry per
+        # row; the visible cases (uniform logits, identical rows) average to the right value anyway
+        "ce_picks_label_columns",
+        {"cross_entropy": swap(CE, "shifted.gather(1, labels[:, None]).squeeze(1)", "shifted[:, labels]")},
         loses={"test_cross_entropy_hidden"},
     ),
     WrongAnswer(  # calls the library instead of deriving: the hidden test makes it raise
@@ -68,6 +74,11 @@ WRONG_ANSWERS = [
     WrongAnswer(  # the visible test has N = 1, where dividing by N changes nothing
         "grad_not_divided_by_batch",
         {"cross_entropy_grad": swap(GRAD, "(probs - onehot) / logits.shape[0]", "probs - onehot")},
+        loses={"test_cross_entropy_grad_hidden"},
+    ),
+    WrongAnswer(  # shifts by the batch's maximum, not each row's: a row far below it underflows to 0 / 0
+        "grad_global_max_shift",
+        {"cross_entropy_grad": swap(GRAD, "logits.max(dim=1, keepdim=True).values", "logits.max()")},
         loses={"test_cross_entropy_grad_hidden"},
     ),
     WrongAnswer(  # a hand-written loss, differentiated by torch.autograd.backward
@@ -123,6 +134,22 @@ WRONG_ANSWERS = [
         {"bce_with_logits_grad": swap(BCE, "logits.numel()", "logits.shape[0]")},
         loses={"test_bce_with_logits_grad_hidden"},
     ),
+    WrongAnswer(  # differentiates PyTorch's loss by torch.autograd.backward: "without autograd" says no
+        "bce_autograd_backward",
+        {"bce_with_logits_grad": (
+            "def bce_with_logits_grad(logits, targets):\n"
+            "    z = logits.detach().clone().requires_grad_()\n"
+            "    torch.autograd.backward(F.binary_cross_entropy_with_logits(z, targets), inputs=[z])\n"
+            "    return z.grad\n")},
+        loses={"test_bce_with_logits_grad_hidden"},
+    ),
+    WrongAnswer(  # the same, in forward mode (torch.func.jacfwd)
+        "bce_forward_mode_jacfwd",
+        {"bce_with_logits_grad": (
+            "def bce_with_logits_grad(logits, targets):\n"
+            "    return torch.func.jacfwd(lambda z: F.binary_cross_entropy_with_logits(z, targets))(logits)\n")},
+        loses={"test_bce_with_logits_grad_hidden"},
+    ),
     WrongAnswer(
         "l2sp_penalises_head",
         {"l2_sp_penalty": swap(L2SP, "        if not name.startswith(head_prefix)\n", "")},
@@ -139,6 +166,24 @@ WRONG_ANSWERS = [
             "    )\n"
         )},
         loses={"test_l2_sp_penalty_hidden"},
+    ),
+    WrongAnswer(  # ignores head_prefix and skips the visible test's head name: the hidden model's head is "head."
+        "l2sp_hardcodes_classifier",
+        {"l2_sp_penalty": swap(L2SP, "name.startswith(head_prefix)", 'name.startswith("classifier.")')},
+        loses={"test_l2_sp_penalty_hidden"},
+    ),
+    WrongAnswer(  # correct, written differently: walks `pretrained`, keeping the names that are parameters
+        "l2sp_walks_pretrained",
+        {"l2_sp_penalty": (
+            "def l2_sp_penalty(model, pretrained, alpha, head_prefix=\"classifier.\"):\n"
+            "    params = dict(model.named_parameters())\n"
+            "    total = 0.0\n"
+            "    for name, start in pretrained.items():\n"
+            "        if name in params and not name.startswith(head_prefix):\n"
+            "            total = total + ((params[name] - start) ** 2).sum()\n"
+            "    return alpha / 2 * total\n"
+        )},
+        loses=set(),
     ),
     WrongAnswer(  # forgets the eps / C that the smoothed target puts on every class
         "ls_forgets_uniform_mass",

@@ -55,6 +55,38 @@ WRONG_ANSWERS = [
             "isinstance(m, nn.modules.batchnorm._BatchNorm)")},
         loses={"test_freeze_all_but_hidden"},
     ),
+    WrongAnswer(  # freezes BatchNorm2d only: a BatchNorm1d outside the named submodules keeps drifting
+        "freezes_only_batchnorm2d",
+        {"freeze_all_but": swap(FREEZE, "isinstance(m, nn.modules.batchnorm._BatchNorm)",
+                                "isinstance(m, nn.BatchNorm2d)")},
+        loses={"test_freeze_all_but_hidden"},
+    ),
+    WrongAnswer(  # getattr finds "classifier" but not a dotted path such as "features.block5"
+        "getattr_not_get_submodule",
+        {"freeze_all_but": swap(FREEZE, "model.get_submodule(name)", "getattr(model, name)")},
+        loses={"test_freeze_all_but_hidden"},
+    ),
+    WrongAnswer(  # momentum 0 keeps the running statistics, but train mode still normalises with
+        # each batch's statistics (and counts the batches)
+        "bn_momentum_zero",
+        {"freeze_all_but": swap(
+            FREEZE,
+            "            m.train = types.MethodType(stay_in_eval, m)   # this instance ignores model.train()\n"
+            "            m.eval()\n",
+            "            m.momentum = 0.0\n")},
+        loses={"test_freeze_all_but_hidden"},
+    ),
+    WrongAnswer(  # correct, written differently: a forward pre-hook puts each frozen BatchNorm back
+        # in eval mode before it runs, whatever model.train() did
+        "bn_eval_in_pre_hook",
+        {"freeze_all_but": "def back_to_eval(module, inputs):\n    module.eval()\n\n\n" + swap(
+            FREEZE,
+            "            m.train = types.MethodType(stay_in_eval, m)   # this instance ignores model.train()\n"
+            "            m.eval()\n",
+            "            m.register_forward_pre_hook(back_to_eval)\n"
+            "            m.eval()\n")},
+        loses=set(),
+    ),
     WrongAnswer(  # correct behaviour, but through the helpers the part asks to write by hand
         "calls_tlutils_freeze",
         {"freeze_all_but": (
@@ -74,6 +106,18 @@ WRONG_ANSWERS = [
         "extract_with_gradients",
         {"cached_features": swap(CACHE, "torch.no_grad()", "torch.enable_grad()")},
         loses={"test_cached_features", "test_cached_features_hidden"},
+    ),
+    WrongAnswer(  # detaches the output instead of no_grad(): autograd still records each batch's graph
+        "extract_then_detach",
+        {"cached_features": swap(swap(CACHE, "with torch.no_grad():", "if True:"),
+                                 ".flatten(1)", ".detach().flatten(1)")},
+        loses={"test_cached_features_hidden"},
+    ),
+    WrongAnswer(  # freezes the caller's parameters instead of no_grad(), and leaves them frozen
+        "extract_freezes_backbone",
+        {"cached_features": swap(CACHE, "with torch.no_grad():",
+                                 "backbone.requires_grad_(False)\n        if True:")},
+        loses={"test_cached_features_hidden"},
     ),
     WrongAnswer(  # switches to eval mode and leaves the caller's model there
         "mode_not_restored",
@@ -109,6 +153,25 @@ WRONG_ANSWERS = [
         "head_not_seeded",
         {"train_linear_head": swap(HEAD, "    torch.manual_seed(seed)\n", "")},
         loses={"test_train_linear_head_hidden"},
+    ),
+    WrongAnswer(  # full-batch L-BFGS with a closure: another correct recipe, in far fewer steps
+        "head_lbfgs_recipe",
+        {"train_linear_head": (
+            "def train_linear_head(features, labels, num_classes, seed=0):\n"
+            "    torch.manual_seed(seed)\n"
+            "    head = nn.Linear(features.shape[1], num_classes)\n"
+            "    optimizer = torch.optim.LBFGS(head.parameters(), max_iter=100)\n"
+            "\n"
+            "    def closure():\n"
+            "        optimizer.zero_grad()\n"
+            "        loss = nn.functional.cross_entropy(head(features), labels)\n"
+            "        loss.backward()\n"
+            "        return loss\n"
+            "\n"
+            "    optimizer.step(closure)\n"
+            "    return head\n"
+        )},
+        loses=set(),
     ),
     WrongAnswer(  # plain SGD and fewer steps: a different, correct recipe
         "head_sgd_recipe",
