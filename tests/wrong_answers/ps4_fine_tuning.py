@@ -96,6 +96,31 @@ WRONG_ANSWERS = [
         )},
         loses=set(),
     ),
+    WrongAnswer(  # a correct answer written differently: the last Linear found by hand
+        "head_last_linear",
+        {"discriminative_groups": swap(
+            GROUPS, "tlutils.get_classifier(model).parameters()",
+            "[m for m in model.modules() if isinstance(m, nn.Linear)][-1].parameters()")},
+        loses=set(),
+    ),
+    WrongAnswer(  # a correct answer written differently: always four groups, some of them empty
+        "empty_groups_kept",
+        {"discriminative_groups": swap(GROUPS, "            if params:\n                groups.append(",
+                                       "            if True:\n                groups.append(")},
+        loses=set(),
+    ),
+    WrongAnswer(  # the head as the last two parameters: right only where the head is registered last
+        "head_last_parameters",
+        {"discriminative_groups": swap(GROUPS, "tlutils.get_classifier(model).parameters()",
+                                       "list(model.parameters())[-2:]")},
+        loses={"test_discriminative_groups_hidden"},
+    ),
+    WrongAnswer(  # the head as the last module: a Flatten after the Linear, or a head registered first
+        "head_last_module",
+        {"discriminative_groups": swap(GROUPS, "tlutils.get_classifier(model).parameters()",
+                                       "list(model.modules())[-1].parameters()")},
+        loses={"test_discriminative_groups_hidden"},
+    ),
     # -- (b) unfreeze_top -------------------------------------------------------------------
     WrongAnswer(  # seed 000's reading: unfreezes the blocks next to the input
         "unfreeze_input_side",
@@ -165,6 +190,27 @@ WRONG_ANSWERS = [
         {"unfreeze_top": UNFREEZE_BY_HAND},
         loses=set(),
     ),
+    WrongAnswer(  # by hand, trainable BatchNorm layers switched to train mode even in an eval model
+        "bn_unfrozen_in_train_mode",
+        {"unfreeze_top": swap(UNFREEZE_BY_HAND, "m.train(model.training)", "m.train()")},
+        loses={"test_unfreeze_top_hidden"},
+    ),
+    WrongAnswer(  # a correct answer written differently: everything unfrozen, then the bottom frozen
+        "unfreeze_all_then_freeze_bottom",
+        {"unfreeze_top": swap(UNFREEZE,
+                              "    tlutils.freeze(model, [\"features\"])\n"
+                              "    tlutils.unfreeze(model, blocks[5 - n_blocks:] + [\"classifier\"])\n",
+                              "    tlutils.unfreeze(model)\n"
+                              "    if n_blocks < 5:\n"
+                              "        tlutils.freeze(model, blocks[:5 - n_blocks])\n")},
+        loses=set(),
+    ),
+    WrongAnswer(  # a correct answer written differently: the blocks from tlutils.get_stages
+        "blocks_from_get_stages",
+        {"unfreeze_top": swap(UNFREEZE, "blocks = [f\"features.block{i}\" for i in range(1, 6)]",
+                              "blocks = tlutils.get_stages(model)")},
+        loses=set(),
+    ),
     # -- (c) fine_tune_few_shot -------------------------------------------------------------
     WrongAnswer(  # builds the loader and forgets to train: the shipped model as it is (zero-shot)
         "never_trains",
@@ -209,6 +255,39 @@ WRONG_ANSWERS = [
             "    optimizer = torch.optim.AdamW(discriminative_groups(model, lr=3e-3, head_lr_mult=10.0))\n"
             "    tlutils.fit(model, loader, steps=steps, optimizer=optimizer,\n"
             "                device=\"cpu\", progress=False)\n")},
+        loses=set(),
+    ),
+    WrongAnswer(  # AdaBN on the test split's images: no test label, but still the test split
+        "adabn_on_test_images",
+        {"fine_tune_few_shot": swap(FINE_TUNE, "    return model\n",
+                                    "    test_images = tlutils.load_handwritten()[1].tensors[0]\n"
+                                    "    tlutils.adapt_batch_norm(model, [test_images], device=\"cpu\")\n"
+                                    "    return model\n")},
+        loses={"test_fine_tune_few_shot_hidden"},
+    ),
+    WrongAnswer(  # a softmax at the end: the same argmax, but probabilities, not logits
+        "returns_probabilities",
+        {"fine_tune_few_shot": swap(FINE_TUNE, "    return model\n",
+                                    "    return nn.Sequential(model, nn.Softmax(dim=1))\n")},
+        loses={"test_fine_tune_few_shot_hidden"},
+    ),
+    WrongAnswer(  # a correct answer written differently: torch's seed, enough for this recipe
+        "torch_manual_seed",
+        {"fine_tune_few_shot": swap(FINE_TUNE, "tlutils.set_seed(seed)", "torch.manual_seed(seed)")},
+        loses=set(),
+    ),
+    WrongAnswer(  # a correct recipe: the top three blocks and the kept head, chapter 4's settings
+        "top_three_blocks",  # (tlutils' helpers, not parts (a) and (b): their bundle may hold wrong ones)
+        {"fine_tune_few_shot": (
+            "def fine_tune_few_shot(train, seed=0):\n"
+            "    tlutils.set_seed(seed)\n"
+            "    model = tlutils.freeze(tlutils.load_pretrained(), [\"features.block1\", \"features.block2\"])\n"
+            "    loader = tlutils.TensorLoader(train, batch_size=16, shuffle=True, seed=seed,\n"
+            "                                  transform=tlutils.RandomAffineBatch())\n"
+            "    optimizer = torch.optim.AdamW(tlutils.param_groups_discriminative(model, 3e-3, 1.0))\n"
+            "    tlutils.fit(model, loader, steps=300, optimizer=optimizer, device=\"cpu\", progress=False)\n"
+            "    return model\n"
+        )},
         loses=set(),
     ),
 ]
