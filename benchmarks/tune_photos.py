@@ -20,7 +20,7 @@ import numpy as np
 
 import tlutils
 from tlutils.cached import cached_outputs, fine_tune_top
-from tlutils.fewshot import RECIPES, run_parallel, train_scratch, usable_cores
+from tlutils.fewshot import RECIPES, cheapest_near_best, on_edge, run_parallel, train_scratch, usable_cores
 
 CUT = "blocks.6"   # fine-tuning trains this stage and everything above it (section 8.1)
 # (lr, steps) settings tried, per method, and for fine-tuning the points beyond the grid's edge
@@ -35,21 +35,6 @@ def splits():
     """Section 8.1's draw pool and validation photos (50 and 20 per class, disjoint)."""
     train, _ = tlutils.load_fashion_mnist()
     return tlutils.train_val_split(tlutils.few_shot_subset(train, 70, seed=0), val_fraction=2 / 7, seed=0)
-
-
-def cheapest_near_best(scores: dict, tolerance: float = 0.005) -> tuple[float, int]:
-    """The (lr, steps) with the fewest steps among those within `tolerance` (half a point) of the
-    best validation score: differences that small are noise, and compute is not."""
-    best = max(scores.values())
-    return min((key for key, score in scores.items() if score >= best - tolerance),
-               key=lambda key: (key[1], -scores[key]))
-
-
-def on_edge(choice: tuple[float, int], grid: list[tuple[float, int]]) -> bool:
-    """Whether a chosen setting lies on the grid's edge (its lr the smallest or largest tried, or
-    its steps the most), where the optimum may lie beyond the grid."""
-    lrs, steps = {lr for lr, _ in grid}, {n for _, n in grid}
-    return choice[0] in (min(lrs), max(lrs)) or choice[1] == max(steps)
 
 
 def main(argv=None) -> None:
@@ -83,15 +68,17 @@ def main(argv=None) -> None:
     jobs.sort(key=lambda job: -job[4])   # the longest first, so that the processes end together
     results = dict(zip(jobs, run_parallel(score, jobs, workers=usable_cores(), desc="trainings")))
     for (method, k), grid in grids.items():
-        scores = {(lr, steps): float(np.mean([results[method, k, s, lr, steps] for s in args.seeds]))
+        scores = {(("lr", lr), ("steps", steps)): float(np.mean([results[method, k, s, lr, steps]
+                                                                  for s in args.seeds]))
                   for lr, steps in grid}
-        for (lr, steps), value in scores.items():
+        for ((_, lr), (_, steps)), value in scores.items():
             print(f"{method:14s} k {k:2d} lr {lr:g} steps {steps:4d}: validation accuracy "
                   f"{100 * value:.1f}%")
-        choice = cheapest_near_best(scores)
-        print(f"{method}, k = {k}: best lr {choice[0]:g}, steps {choice[1]}"
-              + (" (on the grid's edge: extend the grid)" if on_edge(choice, grid) else "") + "\n",
-              flush=True)
+        choice = dict(cheapest_near_best(scores))
+        edges = on_edge(choice, [{"lr": lr, "steps": steps} for lr, steps in grid])
+        print(f"{method}, k = {k}: best lr {choice['lr']:g}, steps {choice['steps']}"
+              + (f" (on the grid's edge in {', '.join(edges)}: extend the grid)" if edges else "")
+              + "\n", flush=True)
 
 
 if __name__ == "__main__":

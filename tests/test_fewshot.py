@@ -104,8 +104,28 @@ def test_gradual_unfreezing_leaves_a_block_alone_until_its_stage(few):
     assert not torch.equal(model.features.block5[0].weight, shipped.features.block5[0].weight)
 
 
+def test_linear_probe_is_the_l_bfgs_probe_on_the_frozen_features(few):
+    """The trainer's head is tlutils.probe's fitted probe: on the frozen backbone's features the
+    network predicts what the probe predicts, and it does not depend on the seed."""
+    model = fewshot.train_linear_probe(few, seed=0, C=0.5).cpu()
+    features = tlutils.extract_features(model.features, tlutils.TensorLoader(few, 64))
+    probe = tlutils.probe.fit_probe(features, C=0.5)
+    logits = model.classifier(features.tensors[0]).detach()
+    expected = torch.from_numpy(probe.decision_function(features.tensors[0].numpy()))
+    torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)
+    assert all(not p.requires_grad for p in model.features.parameters())
+    other_seed = fewshot.train_linear_probe(few, seed=1, C=0.5).cpu()
+    assert torch.equal(other_seed.classifier.weight, model.classifier.weight)
+
+
+def test_a_probe_head_must_have_the_probes_classes(few):
+    three = torch.utils.data.TensorDataset(*(t[few.tensors[1] < 3] for t in few.tensors))
+    with pytest.raises(ValueError, match="the probe saw 3 classes, the head has 10"):
+        fewshot.train_linear_probe(three)
+
+
 def test_lp_ft_starts_from_the_probe(few):
-    probe = fewshot.train_linear_probe(few, recipe=TINY)
+    probe = fewshot.train_linear_probe(few)
     with mock.patch.object(fewshot, "train_linear_probe", return_value=probe) as stage_one:
         model = fewshot.train_lp_ft(few, recipe=TINY)
     stage_one.assert_called_once()
@@ -113,8 +133,9 @@ def test_lp_ft_starts_from_the_probe(few):
 
 
 def tiny(method):
-    """The TRAINERS entry `method` with a 6-step recipe: what a trainer does, not how well."""
-    return partial(fewshot.TRAINERS[method], recipe=TINY)
+    """The TRAINERS entry `method` with a 6-step recipe (the probe has none: it is solved to
+    convergence): what a trainer does, not how well."""
+    return partial(fewshot.TRAINERS[method], **({} if method == "linear probe" else {"recipe": TINY}))
 
 
 @pytest.mark.parametrize("method", list(fewshot.TRAINERS))
@@ -188,11 +209,44 @@ def test_few_shot_models_are_eval_mode_models_on_the_cpu():
     assert next(model.parameters()).device.type == "cpu"
 
 
-def test_tune_returns_the_best_recipe_of_its_grid():
-    best, scores = fewshot.tune("linear probe", ks=(1,), seeds=(0,), lrs=(1e-4, 3e-3), steps=(20,),
-                                augments=(False,))
-    assert len(scores) == 2 and best == max(scores, key=scores.get)
-    assert {r.lr for r in scores} == {1e-4, 3e-3} and {r.steps for r in scores} == {20}
-    assert {r.batch_size for r in scores} == {fewshot.RECIPES["linear probe"].batch_size}  # what the book trains with
+def test_tune_scores_each_setting_of_each_methods_grid_on_validation():
+    grids = {"linear probe": [{"C": 0.01}, {"C": 1.0}],
+             "fine-tune": [{"recipe": TINY}, {"recipe": dataclasses.replace(TINY, lr=1e-4)}]}
+    results = fewshot.tune(("linear probe", "fine-tune"), ks=(1,), seeds=(0,), grids=grids,
+                           progress=False)
+    for method, (choice, scores) in results.items():
+        assert [dict(setting) for setting in scores] == grids[method]
+        assert all(0 < score <= 1 for score in scores.values())
+        assert choice == dict(max(scores, key=scores.get)) or len(set(scores.values())) < len(scores)
+    with pytest.raises(ValueError, match=r"no tuning grid for \['scratch'\]"):
+        fewshot.tune(("scratch",), grids=grids)
 
 
+def test_every_method_of_the_book_has_a_tuning_grid_around_its_recipe():
+    assert set(fewshot.TUNING_GRIDS) == set(fewshot.TRAINERS)
+    for method, recipe in fewshot.RECIPES.items():
+        assert not fewshot.on_edge({"recipe": recipe}, fewshot.TUNING_GRIDS[method]), method
+    assert not fewshot.on_edge({"C": fewshot.PROBE_C}, fewshot.TUNING_GRIDS["linear probe"])
+
+
+def test_cheapest_near_best_trades_half_a_point_for_fewer_steps():
+    setting = lambda lr, steps: (("lr", lr), ("steps", steps))  # noqa: E731
+    scores = {setting(1e-3, 300): 0.900, setting(1e-2, 150): 0.896, setting(1e-2, 75): 0.880}
+    assert fewshot.cheapest_near_best(scores) == setting(1e-2, 150)
+    assert fewshot.cheapest_near_best(scores, tolerance=0.001) == setting(1e-3, 300)
+
+
+def test_on_edge_names_the_knobs_whose_optimum_may_lie_beyond_the_grid():
+    grid = [{"lr": lr, "steps": n} for lr in (1e-3, 1e-2, 1e-1) for n in (100, 200, 400)]
+    assert fewshot.on_edge({"lr": 1e-2, "steps": 200}, grid) == []
+    assert fewshot.on_edge({"lr": 1e-2, "steps": 100}, grid) == []      # fewest steps: cheap, not a gap
+    assert fewshot.on_edge({"lr": 1e-1, "steps": 400}, grid) == ["lr", "steps"]
+    assert fewshot.on_edge({"C": 0.1}, [{"C": 0.1}, {"C": 1.0}]) == ["C"]
+
+
+def test_the_books_setting_stays_unless_it_is_over_half_a_point_below_the_best():
+    current = fewshot.current_setting("fine-tune")
+    other = (("recipe", dataclasses.replace(fewshot.RECIPES["fine-tune"], lr=1e-4)),)
+    assert fewshot.verdict_on_current("fine-tune", {current: 0.900, other: 0.904}).endswith("keep it")
+    assert fewshot.verdict_on_current("fine-tune", {current: 0.900, other: 0.906}).endswith("replace it")
+    assert "not in the grid" in fewshot.verdict_on_current("linear probe", {(("C", 123.0),): 0.5})

@@ -7,7 +7,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from torch.utils.data import TensorDataset
 
-from tlutils.probe import C_GRID, choose_C, fit_probe, linear_probe, probe_accuracy
+from tlutils.probe import C_GRID, as_linear, choose_C, fit_probe, linear_probe, probe_accuracy
 
 
 def blobs(n_per_class=20, dim=8, seed=0, spread=1.0):
@@ -58,3 +58,24 @@ def test_probe_refuses_what_it_cannot_fit(dataset, match):
 def test_probe_refuses_a_non_positive_c():
     with pytest.raises(ValueError, match="C must be > 0"):
         fit_probe(blobs(), C=0)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_as_linear_computes_the_probes_logits_from_raw_features(n_classes):
+    train = blobs(spread=2.0)
+    train = TensorDataset(*(t[train.tensors[1] < n_classes] for t in train.tensors))
+    probe = fit_probe(train, C=0.3)
+    head = as_linear(probe)
+    x = train.tensors[0]
+    with torch.no_grad():
+        logits = head(x).double()
+    np.testing.assert_array_equal(logits.argmax(1).numpy(), probe.predict(x.numpy()))
+    probabilities = torch.softmax(logits, 1).numpy()
+    np.testing.assert_allclose(probabilities, probe.predict_proba(x.numpy()), atol=1e-5)
+
+
+def test_as_linear_refuses_a_probe_that_missed_a_class():
+    train = blobs()
+    skipped = TensorDataset(*(t[train.tensors[1] != 1] for t in train.tensors))
+    with pytest.raises(ValueError, match=r"every class 0 \.\. n - 1, got \[0, 2\]"):
+        as_linear(fit_probe(skipped))

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
+from torch import nn
 from torch.utils.data import TensorDataset
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)   # inverse L2 strength; a decade apart
@@ -49,6 +51,26 @@ def probe_accuracy(probe, test: TensorDataset) -> float:
     x, y = _arrays(test)
     with threadpool_limits(1):
         return float(probe.score(x, y))
+
+
+def as_linear(probe) -> nn.Linear:
+    """The fitted probe as one `nn.Linear` on raw features, its standardisation folded into the
+    weights, so that a network can carry it as its head (LP-FT fine-tunes from it). Its logits are
+    the probe's decision function; the classes are 0 .. n - 1."""
+    scaler, logistic = probe[0], probe[-1]
+    classes = logistic.classes_
+    if not np.array_equal(classes, np.arange(len(classes))):
+        raise ValueError(f"the probe must have seen every class 0 .. n - 1, got {classes.tolist()}")
+    coef, intercept = logistic.coef_, logistic.intercept_
+    if len(classes) == 2:   # scikit-learn keeps one row, the logit of class 1 against class 0
+        coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
+    weight = coef / scaler.scale_
+    bias = intercept - weight @ scaler.mean_
+    head = nn.Linear(weight.shape[1], weight.shape[0])
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(weight))
+        head.bias.copy_(torch.from_numpy(bias))
+    return head
 
 
 def choose_C(train: TensorDataset, val: TensorDataset, grid: Sequence[float] = C_GRID) -> float:
