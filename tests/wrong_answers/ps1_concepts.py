@@ -166,6 +166,13 @@ WRONG_ANSWERS = [
         {"nearest_neighbour_accuracy": swap(NN, ".float().mean().item()", ".float().mean()")},
         loses=set(),
     ),
+    WrongAnswer(  # a correct answer written differently: a NumPy float32 (not a Python float)
+        "nn_returns_numpy_float32",
+        {"nearest_neighbour_accuracy": swap(
+            NN, "return (predicted == test_labels).float().mean().item()",
+            "return (predicted == test_labels).float().mean().numpy()[()]")},
+        loses=set(),
+    ),
     WrongAnswer(  # a correct answer written differently: squared distances by broadcasting
         "nn_squared_distances",
         {"nearest_neighbour_accuracy": swap(
