@@ -367,7 +367,10 @@ def _cost(setting: dict) -> int:
     return _knobs(setting).get("steps", 0)
 
 
-def cheapest_near_best(scores: dict, tolerance: float = 0.005):
+NOISE = 0.005   # half a point of validation accuracy: smaller differences between settings are noise
+
+
+def cheapest_near_best(scores: dict, tolerance: float = NOISE):
     """The setting with the least training (fewest steps) among those within `tolerance` (half a
     point) of the best validation score: differences that small are noise, and compute is not.
     `scores` maps settings, tuples of (name, value) pairs (a recipe, or knobs such as lr, steps
@@ -401,7 +404,7 @@ def current_setting(method: str) -> tuple:
     return (("C", PROBE_C),) if method == "linear probe" else (("recipe", RECIPES[method]),)
 
 
-def verdict_on_current(method: str, scores: dict, tolerance: float = 0.005) -> str:
+def verdict_on_current(method: str, scores: dict, tolerance: float = NOISE) -> str:
     """Whether the book's setting for `method` stays: it does unless it scores more than
     `tolerance` (half a point) below the best of `tune`'s scores, since smaller differences are
     noise; a setting that is replaced gives way to `cheapest_near_best`."""
@@ -449,8 +452,8 @@ def main(argv=None) -> None:
     parser.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
     args = parser.parse_args(argv)
     if args.tune:
-        results = tune(args.methods or tuple(TUNING_GRIDS), args.ks or (1, 3, 10),
-                       args.seeds or (0, 1), workers=args.workers)
+        given = {name: value for name, value in (("ks", args.ks), ("seeds", args.seeds)) if value}
+        results = tune(args.methods or tuple(TUNING_GRIDS), workers=args.workers, **given)
         for method, (choice, scores) in results.items():
             for setting, score in sorted(scores.items(), key=lambda item: -item[1]):
                 print(f"{method}: {_knobs(dict(setting))} validation accuracy {100 * score:.2f}%")
@@ -459,11 +462,10 @@ def main(argv=None) -> None:
                   + (f" (on the grid's edge in {', '.join(edges)}: extend the grid)" if edges else ""))
             print(f"{method}: {verdict_on_current(method, scores)}\n", flush=True)
         return
-    methods = args.methods or METHODS
-    results = data_efficiency(args.ks or [1, 2, 3, 5, 10, 20], args.seeds or [0, 1, 2],
-                              methods=methods, workers=args.workers)
+    methods, ks = args.methods or METHODS, args.ks or [1, 2, 3, 5, 10, 20]
+    results = data_efficiency(ks, args.seeds or [0, 1, 2], methods=methods, workers=args.workers)
     print("k   " + "".join(f"{m:>15}" for m in methods))
-    for k in args.ks or [1, 2, 3, 5, 10, 20]:
+    for k in ks:
         print(f"{k:<4}" + "".join(f"{sum(results[m][k]) / len(results[m][k]):>15.3f}"
                                   for m in methods))
 
